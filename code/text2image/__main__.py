@@ -1,0 +1,3 @@
+from text2image.cli import main
+
+raise SystemExit(main())

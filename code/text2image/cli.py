@@ -1,0 +1,62 @@
+"""Command line: ``python -m text2image <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from text2image import profiles
+
+
+def _book(args: argparse.Namespace) -> int:
+    from text2image.book.build import build
+
+    return build(
+        profile=args.profile,
+        langs=args.lang,
+        chapters=args.chapter,
+        force=args.force,
+        render=not args.no_render,
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from text2image.bench import run
+
+    return run(args.what)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m text2image", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    book = commands.add_parser("book", help="execute the chapters, check them, and render the book")
+    book.add_argument("--profile", choices=profiles.PROFILES, default=None,
+                      help="compute profile (default: $TEXT2IMAGE_PROFILE, else cpu)")
+    book.add_argument("--lang", nargs="+", choices=("fr", "en"), default=["fr", "en"],
+                      help="editions to build (default: both)")
+    book.add_argument("--chapter", nargs="+", default=None, metavar="NAME",
+                      help="only these chapters (file names without .qmd)")
+    book.add_argument("--force", action="store_true",
+                      help="execute chapters even when nothing changed since their last run")
+    book.add_argument("--no-render", action="store_true",
+                      help="execute and check only; skip quarto render / the HTML preview")
+    book.set_defaults(func=_book)
+
+    bench = commands.add_parser("bench", help="print the timings the issues ask for")
+    bench.add_argument("what", nargs="*", help="benchmarks to run (default: all)")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except profiles.ProfileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
