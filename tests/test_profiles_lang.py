@@ -1,0 +1,68 @@
+"""Profiles and language helpers: the two switches every chapter reads."""
+
+import pytest
+
+from text2image import lang, profiles
+
+
+def test_default_profile_is_cpu(monkeypatch):
+    monkeypatch.delenv(profiles.ENV_VAR, raising=False)
+    assert profiles.current() == "cpu"
+
+
+def test_unknown_profile_names_the_three(monkeypatch):
+    monkeypatch.setenv(profiles.ENV_VAR, "laptop")
+    with pytest.raises(profiles.ProfileError) as error:
+        profiles.current()
+    message = str(error.value)
+    assert "laptop" in message
+    for name in profiles.PROFILES:
+        assert name in message
+
+
+def test_pick_follows_the_environment(monkeypatch):
+    table = {"smoke": 1, "cpu": 10, "gpu": 100}
+    monkeypatch.setenv(profiles.ENV_VAR, "smoke")
+    assert profiles.pick(table) == 1
+    monkeypatch.setenv(profiles.ENV_VAR, "gpu")
+    assert profiles.pick(table) == 100
+    assert profiles.pick(table, "cpu") == 10
+
+
+def test_pick_requires_every_profile():
+    with pytest.raises(KeyError, match="gpu"):
+        profiles.pick({"smoke": 1, "cpu": 2}, "cpu")
+
+
+def test_language_from_environment_then_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(lang.ENV_VAR, "fr")
+    assert lang.current() == "fr"
+    assert lang.tr("chat", "cat") == "chat"
+    monkeypatch.delenv(lang.ENV_VAR)
+    (tmp_path / "en").mkdir()
+    monkeypatch.chdir(tmp_path / "en")
+    assert lang.current() == "en"
+    monkeypatch.setenv(lang.ENV_VAR, "de")
+    with pytest.raises(ValueError, match="de"):
+        lang.current()
+
+
+def test_french_typography_of_numbers():
+    assert lang.number(1234.5, 2, "fr") == "1\u202f234,50"
+    assert lang.number(1234.5, 2, "en") == "1,234.50"
+    assert lang.percent(0.953, 1, "fr") == "95,3\u202f%"
+    assert lang.percent(0.953, 1, "en") == "95.3%"
+    assert lang.integer(10000, "fr") == "10\u202f000"
+
+
+def test_french_tick_labels_use_a_decimal_comma(monkeypatch):
+    from text2image import plots
+
+    monkeypatch.setenv(lang.ENV_VAR, "fr")
+    fig, ax = plots.subplots()
+    ax.plot([0, 0.5, 1.0], [0, 0.25, 1.0])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert any("," in text for text in labels), labels
+    assert not any("." in text for text in labels), labels
+    plots.plt.close(fig)
