@@ -20,6 +20,23 @@ def _book(args: argparse.Namespace) -> int:
     )
 
 
+def _train(args: argparse.Namespace) -> int:
+    from text2image import recipes
+
+    names = sorted(recipes.load_all()) if args.name == ["all"] else args.name
+    if not names:
+        print("no recipe is registered yet")
+        return 1
+    try:
+        for name in names:
+            folder = recipes.train(name, args.profile, device=args.device)
+            print(f"{name}: checkpoint written to {folder}")
+    except recipes.UnknownRecipe as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from text2image.bench import run
 
@@ -42,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--no-render", action="store_true",
                       help="execute and check only; skip quarto render / the HTML preview")
     book.set_defaults(func=_book)
+
+    train = commands.add_parser("train", help="(re)train models and write their checkpoints")
+    train.add_argument("name", nargs="+", help="recipe names, or 'all'")
+    train.add_argument("--profile", choices=profiles.PROFILES, default=None,
+                       help="recipe to use (default: $TEXT2IMAGE_PROFILE, else cpu)")
+    train.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    train.set_defaults(func=_train)
 
     bench = commands.add_parser("bench", help="print the timings the issues ask for")
     bench.add_argument("what", nargs="*", help="benchmarks to run (default: all)")
