@@ -1,0 +1,1 @@
+"""The models of the book, one module per family (the NumPy neuron, autoencoders, CLIP, DALL-E, diffusion, GAN)."""
