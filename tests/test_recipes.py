@@ -39,6 +39,7 @@ def test_cpu_trains_once_then_loads(project, capsys):
     assert "training it now" in capsys.readouterr().out
     assert manifest["steps"] == 40 and manifest["metrics"]["mse"] < 0.05
     assert (project / "data" / "checkpoints" / "toy" / "model.safetensors").is_file()
+    assert (project / "data" / "checkpoints" / "toy" / "log.csv").is_file()  # curves ship with the weights
     again, _ = recipes.load_or_train("toy", "cpu", progress=False)
     assert "training" not in capsys.readouterr().out
     torch.testing.assert_close(again.weight, model.weight, atol=1e-3, rtol=1e-3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from text2image import checkpoints, paths, profiles
-from text2image.train import TrainConfig, Trainer
+from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
@@ -120,7 +121,11 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
         "parameters": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
     }
-    return checkpoints.save(trainer.model, checkpoint_folder(name, profile), manifest)
+    folder = checkpoints.save(trainer.model, checkpoint_folder(name, profile), manifest)
+    for log in (LOG_CSV, EVAL_JSON):  # shipped with the weights: chapters plot the training curves
+        if (run_dir / log).is_file():
+            shutil.copyfile(run_dir / log, folder / log)
+    return folder
 
 
 def load_or_train(name: str, profile: str | None = None, progress: bool = True) -> tuple[torch.nn.Module, dict]:
