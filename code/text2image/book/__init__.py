@@ -1,0 +1,18 @@
+"""The chapter runner: what ``quarto render`` does with our chapters, without needing Quarto.
+
+Quarto's Jupyter engine turns each ``.qmd`` into a notebook and runs it with
+nbclient. Readers who install Quarto get the real website; everybody else (CI,
+the tests, a machine without Quarto) still needs every chapter executed,
+checked and viewable. One module per step:
+
+- ``project``: the chapter lists of ``_quarto-fr.yml`` / ``_quarto-en.yml``;
+- ``qmd``: parse a chapter into cells, options, labels, references, inline code;
+- ``checks``: the static checks (labels, references, fr/en parity) and the
+  output checks (one image per figure cell);
+- ``crossref``: chapter, section, figure and table numbers of an edition;
+- ``execute``: run a chapter in its own Jupyter kernel, cell by cell;
+- ``freeze``: skip chapters whose inputs did not change;
+- ``figures``: write the figure PNGs atomically;
+- ``preview``: a static HTML preview when Quarto is not installed;
+- ``build``: the orchestration behind ``python -m text2image book``.
+"""

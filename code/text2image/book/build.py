@@ -1,0 +1,169 @@
+"""``python -m text2image book``: check, execute and render the book, in that order.
+
+1. Read the chapter lists (``_quarto-fr.yml``, ``_quarto-en.yml``) and parse
+   every chapter of both editions; check labels, references and fr/en parity.
+   All of this happens before any kernel starts, so bad input fails in seconds.
+2. Execute each requested chapter in its own kernel, unless its freeze key is
+   unchanged; check its figures; keep the executed notebook; write figures.
+3. Render: ``quarto render`` when Quarto is installed, else a static HTML preview.
+
+The project root is a parameter (default: ``paths.repo_root()``), so the tests
+run the same code on tiny throwaway books.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, TextIO
+
+from text2image import paths, profiles
+from text2image.book import checks, figures, freeze, preview, project, qmd
+from text2image.book.errors import BookError, where
+from text2image.book.execute import CELL_TIMEOUT, execute, kernel_env
+
+
+@dataclass
+class ChapterRun:
+    lang: str
+    name: str
+    status: str  # executed or frozen
+    seconds: float
+
+
+@dataclass
+class Report:
+    profile: str
+    runs: list[ChapterRun] = field(default_factory=list)
+    render_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def preview_dir(root: Path, profile: str) -> Path:
+    """Where the static preview goes: ``build/smoke/preview`` for smoke (ignored), else ``_book/preview``."""
+    return root / "build" / "smoke" / "preview" if profile == "smoke" else root / "_book" / "preview"
+
+
+def _say(out: TextIO, text: str) -> None:
+    print(text, file=out, flush=True)
+
+
+def _select(names: list[str], wanted: Iterable[str] | None) -> list[str]:
+    if not wanted:
+        return names
+    chosen = []
+    for item in wanted:
+        name = Path(item).stem  # accept foundations, foundations.qmd, book/fr/foundations.qmd
+        if name not in names:
+            raise BookError(f"no chapter named {item!r}; the chapters are: {', '.join(names)}")
+        chosen.append(name)
+    return [n for n in names if n in chosen]
+
+
+def static_checks(proj: project.Project) -> dict[str, list[qmd.Document]]:
+    """Parse every chapter of both editions and run the checks that need no kernel."""
+    docs = {lang: [qmd.parse(c.path, proj.root) for c in proj.editions[lang].chapters] for lang in project.LANGS}
+    for lang in project.LANGS:
+        checks.check_labels(lang, docs[lang], proj.root)
+    for lang in project.LANGS:
+        checks.check_references(lang, docs[lang], proj.root)
+    for fr, en in zip(docs["fr"], docs["en"]):
+        checks.check_parity(fr, en, proj.root)
+    return docs
+
+
+def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[str] | None = None,
+        force: bool = False, render: bool = True, root: Path | str | None = None,
+        out: TextIO | None = None) -> Report:
+    """Do the work of ``build`` and return what ran; raises ``BookError`` on the first problem."""
+    out = out or sys.stdout
+    started = time.perf_counter()
+    root = Path(root).resolve() if root else paths.repo_root()
+    profile = profiles.check(profile)
+    langs = [lang for lang in project.LANGS if lang in set(langs or project.LANGS)]
+    proj = project.load(root)
+    docs = static_checks(proj)
+    selected = _select(proj.names, chapters)
+    inputs = freeze.inputs_digest(root)
+    report = Report(profile)
+    keys: dict[tuple[str, str], str] = {}
+    for lang in langs:
+        edition = proj.editions[lang]
+        env = kernel_env(root, profile, lang)
+        for chapter, doc in zip(edition.chapters, docs[lang]):
+            key = freeze.chapter_key(chapter.path.read_text(encoding="utf-8"), profile, lang, inputs)
+            keys[(lang, chapter.name)] = key
+            if chapter.name not in selected:
+                continue
+            t0 = time.perf_counter()
+            nb = None if force else freeze.load(root, profile, lang, chapter.name, key)
+            status = "frozen"
+            if nb is None:
+                status = "executed"
+                nb = execute(doc, qmd.to_notebook(doc), cwd=chapter.folder, env=env, root=root,
+                             timeout=CELL_TIMEOUT[profile], fig_options=proj.fig_options())
+                pngs = checks.figures(doc, nb, root)  # before saving: a bad chapter is not frozen
+                freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0)
+            else:
+                pngs = checks.figures(doc, nb, root)
+            figures.write(root, profile, lang, pngs)  # only now: the whole chapter succeeded
+            seconds = time.perf_counter() - t0
+            report.runs.append(ChapterRun(lang, chapter.name, status, seconds))
+            _say(out, f"{lang}  {chapter.name:<24} {status:<9} {seconds:7.1f} s")
+    if render:
+        t0 = time.perf_counter()
+        _render(proj, docs, langs, profile, keys, out)
+        report.render_seconds = time.perf_counter() - t0
+    report.total_seconds = time.perf_counter() - started
+    return report
+
+
+def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, out: TextIO) -> None:
+    quarto = shutil.which("quarto")
+    if quarto:
+        for lang in langs:
+            names = lang if profile == profiles.DEFAULT else f"{lang},{profile}"
+            _say(out, f"quarto render --profile {names}")
+            result = subprocess.run([quarto, "render", "--profile", names], cwd=proj.root)
+            if result.returncode != 0:
+                raise BookError(f"quarto render --profile {names} failed (exit {result.returncode})")
+        return
+    target = preview_dir(proj.root, profile)
+    _say(out, f"quarto not found: writing a static HTML preview instead, in {where(target, root=proj.root)}/ "
+              f"(open {where(target / langs[0] / (proj.names[0] + '.html'), root=proj.root)})")
+    for lang in langs:
+        t0 = time.perf_counter()
+        notebooks, executed = [], []
+        for chapter, doc in zip(proj.editions[lang].chapters, docs[lang]):
+            nb = freeze.load(proj.root, profile, lang, chapter.name, keys[(lang, chapter.name)])
+            executed.append(nb is not None)
+            notebooks.append(nb if nb is not None else qmd.to_notebook(doc))
+        cache_key = "|".join([profile, lang, freeze.inputs_digest(proj.root)]
+                             + [f"{n}:{keys[(lang, n)]}:{ran}" for n, ran in zip(proj.names, executed)])
+        wrote = preview.write_edition(lang, docs[lang], notebooks, executed, proj.editions[lang].config,
+                                      target / lang, cache_key)
+        _say(out, f"{lang}  preview{'':<19} {'written' if wrote else 'unchanged':<9} {time.perf_counter() - t0:7.1f} s")
+    preview.write_root_index(target, proj.names[0])
+
+
+def build(profile: str | None = None, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[str] | None = None,
+          force: bool = False, render: bool = True, root: Path | str | None = None) -> int:
+    """Entry point of ``python -m text2image book``; returns the exit status (0 when all went well)."""
+    try:
+        profile = profiles.check(profile) if profile else profiles.current()
+    except profiles.ProfileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = run(profile, langs, chapters, force, render, root)
+    except BookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    executed = sum(r.status == "executed" for r in report.runs)
+    print(f"book ({profile}): {executed} chapter(s) executed, {len(report.runs) - executed} frozen, "
+          f"{report.total_seconds:.1f} s", flush=True)
+    return 0

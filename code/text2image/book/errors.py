@@ -1,0 +1,20 @@
+"""The one exception of the runner: a problem the author must fix, said in one message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BookError(Exception):
+    """Bad input or a failed chapter. The message names the file (and line) to look at."""
+
+
+def where(path: Path | str, line: int | None = None, root: Path | None = None) -> str:
+    """``book/fr/x.qmd:12``: the clickable location form editors and terminals understand."""
+    path = Path(path)
+    if root is not None:
+        try:
+            path = path.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+    return f"{path}:{line}" if line else str(path)

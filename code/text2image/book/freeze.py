@@ -1,0 +1,112 @@
+"""Skip chapters whose inputs did not change, like Quarto's ``freeze: auto`` (but stricter).
+
+Quarto re-executes a chapter only when its source changed. Our chapters call
+the package, so a chapter's output also depends on the package code and the
+pinned environment: the key hashes the ``.qmd`` text, the profile, the
+language, every ``.py`` file of the package, ``requirements.lock``, the
+shipped checkpoints' manifests, and ``_quarto.yml`` (figure size and dpi). The
+executed notebook and its key live in ``build/<profile>/<lang>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+FORMAT = 1  # bump when the stored notebook's layout changes
+
+
+def _digest(parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def package_root(root: Path) -> Path:
+    """The package the kernel imports: ``<root>/code/text2image``, else the installed one."""
+    local = root / "code" / "text2image"
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[1]
+
+
+def inputs_digest(root: Path) -> str:
+    """One hash of everything besides the chapter that decides its outputs."""
+    package = package_root(root)
+    parts: list = []
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            parts += [path.relative_to(package).as_posix(), path.read_bytes()]
+    for name in ("requirements.lock", "_quarto.yml"):
+        file = root / name
+        parts += [name, file.read_bytes() if file.is_file() else b""]
+    checkpoints = root / "data" / "checkpoints"
+    if checkpoints.is_dir():
+        for path in sorted(checkpoints.rglob("*")):
+            if path.is_file():
+                # Manifests by content, weights by size: hashing weights would cost seconds per build.
+                small = path.suffix in (".json", ".yaml", ".yml", ".toml", ".md", ".txt")
+                parts += [path.relative_to(root).as_posix(), path.read_bytes() if small else path.stat().st_size]
+    return _digest(parts)
+
+
+def chapter_key(text: str, profile: str, lang: str, inputs: str) -> str:
+    return _digest([FORMAT, profile, lang, inputs, text])
+
+
+def store_dir(root: Path, profile: str, lang: str) -> Path:
+    return root / "build" / profile / lang
+
+
+def _paths(root: Path, profile: str, lang: str, name: str) -> tuple[Path, Path]:
+    folder = store_dir(root, profile, lang)
+    return folder / f"{name}.ipynb", folder / f"{name}.json"
+
+
+def load(root: Path, profile: str, lang: str, name: str, key: str | None = None):
+    """The stored executed notebook, or ``None`` (missing, or stored under another key)."""
+    nb_path, key_path = _paths(root, profile, lang, name)
+    if not (nb_path.is_file() and key_path.is_file()):
+        return None
+    try:
+        info = json.loads(key_path.read_text())
+    except ValueError:
+        return None
+    if key is not None and info.get("key") != key:
+        return None
+    return nbformat.read(nb_path, as_version=4)
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` via a temporary file and a rename; skip when unchanged.
+
+    A reader (or a crash) never sees half a file, and an unchanged file keeps
+    its timestamp, so git and make stay quiet. Returns whether it wrote.
+    """
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def save(root: Path, profile: str, lang: str, name: str, key: str, nb, seconds: float) -> None:
+    """Keep the executed notebook, then its key (the key last: it marks the run complete)."""
+    nb_path, key_path = _paths(root, profile, lang, name)
+    write_atomic(nb_path, nbformat.writes(nb).encode())
+    write_atomic(key_path, json.dumps({"key": key, "seconds": round(seconds, 2)}, indent=1).encode())

@@ -1,0 +1,374 @@
+"""A static HTML preview of an edition, for machines without Quarto.
+
+Quarto is the real renderer (conda-forge ships it). Where it is missing we
+still want to *read* the executed book: every page with its code, outputs,
+figures, numbered sections, captions and working cross-reference links, a
+chapter list, and a link to the same chapter in the other language. Each
+chapter becomes Pandoc Markdown (outputs inserted, numbers and links resolved
+by ``crossref``), then one call of the pandoc binary shipped by
+``pypandoc-binary`` turns it into an HTML fragment that we wrap in a small
+page. Math is MathML (no network needed).
+
+The preview is cached: an edition whose chapters, outputs and code did not
+change is not rewritten, so a second ``make book`` stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from text2image.book import crossref
+from text2image.book.execute import strip_ansi
+from text2image.book.freeze import write_atomic
+from text2image.book.qmd import CODE_SPAN, REFERENCE, Document
+
+FORMAT = 3  # bump to invalidate cached previews when the page layout changes
+CSS = Path(__file__).with_name("preview.css")
+OTHER = {"fr": "en", "en": "fr"}
+LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
+MESSAGES = {
+    "fr": {"chapters": "Chapitres", "prev": "Précédent", "next": "Suivant",
+           "note": "Aperçu statique écrit par text2image (Quarto n'est pas installé).",
+           "unexecuted": "Ce chapitre n'a pas encore été exécuté : code sans résultats."},
+    "en": {"chapters": "Chapters", "prev": "Previous", "next": "Next",
+           "note": "Static preview written by text2image (Quarto is not installed).",
+           "unexecuted": "This chapter has not been executed yet: code without outputs."},
+}
+MIME_ORDER = ("text/html", "text/markdown", "image/svg+xml", "image/png", "image/jpeg", "text/latex", "text/plain")
+IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)(?P<title>[^)]*)\)(?P<attrs>\{[^}]*\})?")
+TABLE_CAPTION = re.compile(r"^(?P<lead>(?:Table)?:[ \t]+)(?P<text>.*?)[ \t]*\{#(?P<label>tbl-[^\s}]+)[^}]*\}[ \t]*$")
+BRACKET_BARE = re.compile(r"\[-@(?P<name>(?:fig|tbl|sec)-[\w-]*\w)\]")
+BRACKET_GROUP = re.compile(r"\[(?P<inner>[^\[\]]*@(?:fig|tbl|sec)-[^\[\]]*)\](?!\()")
+
+
+def pandoc_path() -> str:
+    found = shutil.which("pandoc")
+    if found:
+        return found
+    import pypandoc
+
+    return pypandoc.get_pandoc_path()
+
+
+def _raw(content: str) -> str:
+    """A raw HTML block for Pandoc, fenced with more backticks than the content holds."""
+    longest = max((len(m) for m in re.findall(r"`+", content)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{{=html}}\n{content}\n{fence}"
+
+
+def _text(data) -> str:
+    return "".join(data) if isinstance(data, list) else str(data)
+
+
+class ChapterRenderer:
+    """Turns one executed chapter into Pandoc Markdown, writing its images beside the page."""
+
+    def __init__(self, doc: Document, nb, outline: crossref.Outline, out_dir: Path, executed: bool):
+        self.doc, self.nb, self.outline, self.out_dir = doc, nb, outline, out_dir
+        self.name = doc.path.stem
+        self.lang = outline.lang
+        self.executed = executed
+        self.images: dict[str, bytes] = {}
+
+    # ---- links and numbers -------------------------------------------------------------------
+    def _link(self, name: str, bare: bool = False) -> str:
+        target = self.outline.targets.get(name)
+        if target is None:  # the static checks make this unreachable; keep the text visible anyway
+            return f"@{name}"
+        href = f"#{name}" if target.chapter == self.name else f"{target.chapter}.html#{name}"
+        return f"[{self.outline.text(name, bare)}]({href})"
+
+    def _references(self, segment: str) -> str:
+        segment = BRACKET_BARE.sub(lambda m: self._link(m.group("name"), bare=True), segment)
+        segment = BRACKET_GROUP.sub(
+            lambda m: REFERENCE.sub(lambda r: self._link(r.group("name")), m.group("inner")).replace(";", ","), segment)
+        return REFERENCE.sub(lambda m: self._link(m.group("name")), segment)
+
+    def _outside_code(self, line: str) -> str:
+        out, last = [], 0
+        for match in CODE_SPAN.finditer(line):
+            out.append(self._references(line[last:match.start()]))
+            out.append(match.group())
+            last = match.end()
+        out.append(self._references(line[last:]))
+        return "".join(out)
+
+    def _caption(self, kind: str, label: str, text: str) -> str:
+        number = self.outline.text(label)
+        sep = crossref.caption_separator(self.lang)
+        return f"**{number}**{sep}{self._outside_code(text)}" if text else f"**{number}**"
+
+    # ---- images ------------------------------------------------------------------------------
+    def _image(self, data: bytes, name: str) -> str:
+        self.images[name] = data
+        return name
+
+    def _local_image(self, src: str) -> str:
+        if re.match(r"^[a-z]+:", src) or src.startswith("/"):
+            return src
+        path = (self.doc.path.parent / src).resolve()
+        if not path.is_file():
+            return src
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+        return self._image(path.read_bytes(), f"img/{digest}-{path.name}")
+
+    # ---- cells -------------------------------------------------------------------------------
+    def markdown(self, index: int, cell, node) -> str:
+        values = (node.metadata.get("text2image") or {}).get("inline") if self.executed else None
+        source = cell.source
+        placeholders = {}
+        for k, item in reversed(list(enumerate(cell.inline))):
+            token = f"T2IINLINE{k}X"
+            placeholders[token] = values[k]["text"] if values else f"`{item.expr}`"
+            source = source[: item.start] + token + source[item.end:]
+        lines = source.split("\n")
+        for heading in cell.headings:
+            number = self.outline_chapter.headings.get((index, heading.offset))
+            if number:
+                css = "chapter-number" if heading.level == 1 else "header-section-number"
+                lines[heading.offset] = re.sub(r"^(#+[ \t]+)", lambda m: f'{m.group(1)}<span class="{css}">{number}</span> ',
+                                               lines[heading.offset], count=1)
+        for offset, line in enumerate(lines):
+            if offset in cell.fenced_lines:
+                continue
+            line = self._outside_code(line)
+            caption = TABLE_CAPTION.match(line)
+            if caption and caption.group("label") in self.outline.targets:
+                label = caption.group("label")
+                line = (f"{caption.group('lead')}[**{self.outline.text(label)}**]{{#{label}}}"
+                        f"{crossref.caption_separator(self.lang)}{caption.group('text')}")
+            line = IMAGE.sub(self._markdown_image, line)
+            lines[offset] = line
+        text = "\n".join(lines)
+        for token, value in placeholders.items():
+            text = text.replace(token, value)
+        return text
+
+    def _markdown_image(self, match: re.Match) -> str:
+        alt, attrs = match.group("alt"), match.group("attrs") or ""
+        label = re.search(r"#(fig-[^\s}]+)", attrs)
+        if label and label.group(1) in self.outline.targets:
+            alt = self._caption("fig", label.group(1), alt)
+        return f"![{alt}]({self._local_image(match.group('src'))}{match.group('title')}){attrs}"
+
+    def code(self, index: int, cell, node) -> str:
+        if cell.option("include") is False:
+            return ""
+        parts: list[str] = []
+        echo = cell.option("echo")
+        if echo:
+            code = cell.source if echo == "fenced" else cell.code
+            if echo == "fenced":
+                code = "```{python}\n" + code + "\n```"
+            longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+            fence = "`" * max(3, longest + 1)
+            parts.append(f"{fence} {{.python .cell-code}}\n{code}\n{fence}")
+        outputs = self.outputs(cell, node) if cell.option("output") is not False else []
+        label = cell.label or ""
+        if label.startswith("fig-"):
+            caption = self._caption("fig", label, str(cell.options.get("fig-cap", "")))
+            parts.append(f"::: {{#{label} .t2i-figure}}\n\n" + "\n\n".join(outputs)
+                         + f"\n\n::: {{.t2i-caption}}\n{caption}\n:::\n\n:::")
+        elif label.startswith("tbl-"):
+            caption = self._caption("tbl", label, str(cell.options.get("tbl-cap", "")))
+            parts.append(f"::: {{#{label} .t2i-table}}\n\n::: {{.t2i-caption}}\n{caption}\n:::\n\n"
+                         + "\n\n".join(outputs) + "\n\n:::")
+        else:
+            parts.extend(outputs)
+        if not parts:
+            return ""
+        return "::: {.cell}\n\n" + "\n\n".join(parts) + "\n\n:::"
+
+    def outputs(self, cell, node) -> list[str]:
+        rendered: list[str] = []
+        asis = cell.option("output") == "asis"
+        show_warnings = cell.option("warning") is not False
+        label = cell.label or ""
+        streams: list[tuple[str, str]] = []
+        for output in node.get("outputs", []):
+            kind = output.get("output_type")
+            if kind == "stream":
+                if output.get("name") == "stderr" and not show_warnings:
+                    continue
+                if streams and streams[-1][0] == output["name"]:
+                    streams[-1] = (output["name"], streams[-1][1] + _text(output["text"]))
+                else:
+                    streams.append((output["name"], _text(output["text"])))
+                continue
+            rendered.extend(self._streams(streams, asis))
+            streams = []
+            if kind == "error":
+                trace = strip_ansi("\n".join(output.get("traceback", [])))
+                rendered.append(_raw(f'<pre class="cell-output error">{html.escape(trace)}</pre>'))
+            elif kind in ("display_data", "execute_result"):
+                rendered.append(self._display(output.get("data", {}), label, asis, len(rendered)))
+        rendered.extend(self._streams(streams, asis))
+        return [r for r in rendered if r]
+
+    def _streams(self, streams, asis: bool) -> list[str]:
+        out = []
+        for name, text in streams:
+            if asis and name == "stdout":
+                out.append(text)
+            else:
+                out.append(_raw(f'<pre class="cell-output {name}">{html.escape(text.rstrip())}</pre>'))
+        return out
+
+    def _display(self, data: dict, label: str, asis: bool, position: int) -> str:
+        mime = next((m for m in MIME_ORDER if m in data), None)
+        if label.startswith("fig-") and "image/png" in data:
+            mime = "image/png"
+        if mime is None:
+            return ""
+        value = _text(data[mime])
+        if mime in ("image/png", "image/jpeg"):
+            ext = "png" if mime == "image/png" else "jpg"
+            if label.startswith("fig-"):
+                name = f"figures/{label}.{ext}"
+            else:
+                digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+                name = f"img/{self.name}-{digest}.{ext}"
+            src = self._image(base64.b64decode(value), name)
+            return _raw(f'<img src="{src}" class="cell-output-image" alt="">')
+        if mime == "text/html":
+            return _raw(f'<div class="cell-output-display">\n{value}\n</div>')
+        if mime == "image/svg+xml":
+            return _raw(f'<div class="cell-output-display">{value}</div>')
+        if mime == "text/markdown" or (asis and mime == "text/plain"):
+            return value
+        if mime == "text/latex":
+            return value
+        return _raw(f'<pre class="cell-output">{html.escape(value)}</pre>')
+
+    def render(self) -> str:
+        self.outline_chapter = next(c for c in self.outline.chapters if c.name == self.name)
+        parts = []
+        if not any(h.level == 1 for h in self.doc.headings()):
+            number = self.outline_chapter.number
+            span = f'<span class="chapter-number">{number}</span> ' if number else ""
+            parts.append(f"# {span}{self.doc.title}")
+        if not self.executed:
+            parts.append(f"::: {{.t2i-unexecuted}}\n{MESSAGES[self.lang]['unexecuted']}\n:::")
+        for index, (cell, node) in enumerate(zip(self.doc.cells, self.nb.cells)):
+            if cell.kind == "markdown":
+                parts.append(self.markdown(index, cell, node))
+            elif cell.kind == "code":
+                parts.append(self.code(index, cell, node))
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _pandoc(markdown: str, where: Path) -> str:
+    result = subprocess.run(
+        [pandoc_path(), "-f", "markdown-citations", "-t", "html5", "--mathml", "--wrap=none"],
+        input=markdown.encode(), capture_output=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pandoc failed on {where}: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode()
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[*_`]", "", text).strip()
+
+
+def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body: str, other_label: str) -> str:
+    chapters = outline.chapters
+    current = next(i for i, c in enumerate(chapters) if c.name == name)
+    title = _plain(chapters[current].title)
+    items = []
+    for chapter in chapters:
+        number = f'<span class="chapter-number">{chapter.number}</span> ' if chapter.number else ""
+        active = ' class="active" aria-current="page"' if chapter.name == name else ""
+        items.append(f'<li><a href="{chapter.name}.html"{active}>{number}{html.escape(_plain(chapter.title))}</a></li>')
+    pager = []
+    words = MESSAGES[lang]
+    sep = "\u00a0:" if lang == "fr" else ":"
+    if current > 0:
+        prev = chapters[current - 1]
+        pager.append(f'<a class="prev" href="{prev.name}.html">← {words["prev"]}{sep} {html.escape(_plain(prev.title))}</a>')
+    if current + 1 < len(chapters):
+        nxt = chapters[current + 1]
+        pager.append(f'<a class="next" href="{nxt.name}.html">{words["next"]}{sep} {html.escape(_plain(nxt.title))} →</a>')
+    other = OTHER[lang]
+    return f"""<!DOCTYPE html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} – {html.escape(book_title)}</title>
+<link rel="stylesheet" href="style.css">
+<link rel="alternate" hreflang="{other}" href="../{other}/{name}.html">
+</head>
+<body>
+<header class="topbar">
+<a class="book-title" href="{chapters[0].name}.html">{html.escape(book_title)}</a>
+<a class="other-lang" href="../{other}/{name}.html" hreflang="{other}" lang="{other}">{html.escape(other_label)}</a>
+</header>
+<div class="layout">
+<nav class="sidebar" aria-label="{words['chapters']}">
+<h2>{words['chapters']}</h2>
+<ol>
+{chr(10).join(items)}
+</ol>
+<p class="preview-note">{words['note']}</p>
+</nav>
+<main class="content">
+{body}
+<nav class="pager">{''.join(pager)}</nav>
+</main>
+</div>
+</body>
+</html>
+"""
+
+
+def _other_label(config: dict, lang: str) -> str:
+    """The navbar text of the other-language link in ``_quarto-<lang>.yml``, else the language's name."""
+    navbar = ((config.get("book") or {}).get("navbar") or {})
+    for item in navbar.get("right", []) if isinstance(navbar, dict) else []:
+        if isinstance(item, dict) and f"../{OTHER[lang]}/" in str(item.get("href", "")):
+            return str(item.get("text") or LANGUAGE_NAMES[OTHER[lang]])
+    return LANGUAGE_NAMES[OTHER[lang]]
+
+
+def write_edition(lang: str, docs: list[Document], notebooks: list, executed: list[bool], config: dict,
+                  out_dir: Path, cache_key: str) -> bool:
+    """Write ``out_dir/<chapter>.html`` for every chapter; return False when the cached preview was current."""
+    key_file = out_dir / ".preview-key"
+    key = hashlib.sha256(json.dumps([FORMAT, cache_key, CSS.read_text()]).encode()).hexdigest()
+    pages = [out_dir / f"{doc.path.stem}.html" for doc in docs]
+    if key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in pages):
+        return False
+    outline = crossref.outline(lang, docs)
+    book_title = str((config.get("book") or {}).get("title") or "")
+    other_label = _other_label(config, lang)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    shutil.copyfile(CSS, out_dir / "style.css")
+    for doc, nb, ran in zip(docs, notebooks, executed):
+        renderer = ChapterRenderer(doc, nb, outline, out_dir, ran)
+        markdown = renderer.render()
+        body = _pandoc(markdown, doc.path)
+        for name, data in renderer.images.items():
+            write_atomic(out_dir / name, data)
+        write_atomic(out_dir / f"{doc.path.stem}.html", _page(lang, book_title, outline, doc.path.stem, body, other_label).encode())
+    write_atomic(key_file, key.encode())
+    return True
+
+
+def write_root_index(root_dir: Path, first: str) -> None:
+    """``<preview>/index.html``: send the reader to the French edition (the book's first language)."""
+    write_atomic(root_dir / "index.html", (
+        '<!DOCTYPE html>\n<html lang="fr"><head><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0; url=fr/{first}.html"><title>text2image</title></head>'
+        f'<body><p><a href="fr/{first}.html">Français</a> · <a href="en/{first}.html">English</a></p></body></html>\n'
+    ).encode())

@@ -1,0 +1,202 @@
+"""The chapter runner with real kernels, on tiny throwaway books (a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bookkit import browser_check, chromium, write_book
+from text2image.book import build
+
+FIG = '''\
+```{python}
+#| label: fig-line
+#| fig-cap: "%s"
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(2, 1.5), dpi=50)
+ax.plot([0, 1, 2], [0, 1, SLOPE])
+```
+'''
+
+
+def chapter(lang: str, slope: str = "4") -> str:
+    caption = "Une droite" if lang == "fr" else "A line"
+    title = "Une droite" if lang == "fr" else "A line"
+    return (f"# {title} {{#sec-line}}\n\n```{{python}}\nSLOPE = {slope}\nname = 'deux'\n```\n\n"
+            f"Texte `{{python}} name` et `{{python}} SLOPE * 2`, voir @fig-line et @tbl-nums.\n\n"
+            + FIG % caption +
+            "\n## Nombres {#sec-nums}\n\n```{python}\n#| label: tbl-nums\n#| tbl-cap: " + caption +
+            "\nfrom IPython.display import Markdown\nMarkdown('| a | b |\\n|---|---|\\n| 1 | 2 |')\n```\n")
+
+
+INFO = '''\
+# Info
+
+Back to @sec-line, see @fig-line.
+
+```{python}
+import os, sys
+print(sys.executable)
+print(os.getcwd())
+print(os.environ["TEXT2IMAGE_PROFILE"], os.environ["TEXT2IMAGE_LANG"], os.environ["PYTHONHASHSEED"])
+print(os.environ["TEXT2IMAGE_ROOT"])
+```
+'''
+
+
+def tiny_book(root: Path, slope: str = "4", extra: str = "") -> Path:
+    return write_book(root, {
+        "fr": {"line": chapter("fr", slope) + extra, "info": INFO},
+        "en": {"line": chapter("en", slope) + extra, "info": INFO},
+    })
+
+
+def run(root: Path, capsys, **kwargs) -> tuple[int, str, str]:
+    kwargs = {"profile": "smoke", "render": False, **kwargs}
+    code = build.build(root=root, **kwargs)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """One smoke build of the tiny book with its preview, shared by the read-only tests."""
+    root = tiny_book(tmp_path_factory.mktemp("book"))
+    assert build.build(profile="smoke", root=root) == 0
+    return root
+
+
+def test_kernel_runs_in_chapter_folder_with_venv_python_and_env(rendered):
+    nb = nbformat.read(rendered / "build/smoke/fr/info.ipynb", as_version=4)
+    lines = "".join(nb.cells[-1].outputs[0]["text"]).splitlines()
+    assert Path(lines[0]).resolve() == Path(sys.executable).resolve()
+    assert lines[1] == str(rendered / "book" / "fr")
+    assert lines[2] == "smoke fr 0"
+    assert lines[3] == str(rendered)
+
+
+def test_inline_expressions_are_str_of_the_value(rendered):
+    nb = nbformat.read(rendered / "build/smoke/en/line.ipynb", as_version=4)
+    values = [c.metadata["text2image"].get("inline") for c in nb.cells if c.cell_type == "markdown"]
+    values = [v for v in values if v]
+    assert values[0] == [{"expression": "name", "text": "deux"}, {"expression": "SLOPE * 2", "text": "8"}]
+    page = (rendered / "build/smoke/preview/en/line.html").read_text()
+    assert "Texte deux et 8, voir" in page
+
+
+def test_smoke_figures_go_to_build_not_to_the_book(rendered):
+    for lang in ("fr", "en"):
+        png = rendered / "build/smoke/figures" / lang / "fig-line.png"
+        assert png.read_bytes().startswith(b"\x89PNG")
+    assert not (rendered / "figures").exists()
+
+
+def test_cpu_profile_writes_the_book_figures(tmp_path, capsys):
+    root = tiny_book(tmp_path)
+    code, out, err = run(root, capsys, profile="cpu", langs=["en"], chapters=["line"])
+    assert code == 0, err
+    assert (root / "figures/en/fig-line.png").is_file()
+    assert not (root / "build/smoke").exists()
+    assert re.search(r"^en  line\s+executed", out, re.M)
+
+
+def test_freeze_skips_unchanged_chapters_and_force_reexecutes(tmp_path, capsys):
+    root = tiny_book(tmp_path)
+    code, out, _ = run(root, capsys, langs=["fr"])
+    assert code == 0 and out.count("executed ") == 2
+    code, out, _ = run(root, capsys, langs=["fr"])
+    assert code == 0 and out.count("frozen ") == 2 and "executed " not in out.replace("0 chapter(s) executed", "")
+    (root / "book/fr/info.qmd").write_text(INFO + "\nMore words.\n")
+    (root / "book/en/info.qmd").write_text(INFO + "\nMore words.\n")
+    code, out, _ = run(root, capsys, langs=["fr"])
+    assert re.search(r"fr  info\s+executed", out) and re.search(r"fr  line\s+frozen", out)
+    code, out, _ = run(root, capsys, langs=["fr"], force=True)
+    assert code == 0 and out.count("executed ") == 2
+
+
+def test_failing_cell_names_chapter_label_and_traceback_and_keeps_old_figures(tmp_path, capsys):
+    root = tiny_book(tmp_path)
+    assert run(root, capsys, langs=["fr"], chapters=["line"])[0] == 0
+    figure = root / "build/smoke/figures/fr/fig-line.png"
+    before = figure.read_bytes(), figure.stat().st_mtime_ns
+    broken = tiny_book(root, slope="1 / 0")  # rewrites the chapters in place
+    code, out, err = run(broken, capsys, langs=["fr"], force=True)
+    assert code == 1
+    assert "book/fr/line.qmd:3: the cell (lines 3-6) failed" in err
+    assert "ZeroDivisionError" in err and "\x1b[" not in err
+    assert (figure.read_bytes(), figure.stat().st_mtime_ns) == before
+    # a failure inside a labelled cell names the label
+    (root / "book/fr/line.qmd").write_text(chapter("fr").replace("ax.plot(", "ax.plott("))
+    (root / "book/en/line.qmd").write_text(chapter("en").replace("ax.plot(", "ax.plott("))
+    code, _, err = run(root, capsys, langs=["en"])
+    assert code == 1 and "book/en/line.qmd:10: cell 'fig-line' (lines 10-16) failed" in err
+    assert "AttributeError" in err
+    assert (figure.read_bytes(), figure.stat().st_mtime_ns) == before
+
+
+def test_figure_cell_must_show_exactly_one_image(tmp_path, capsys):
+    root = tiny_book(tmp_path)
+    for lang in ("fr", "en"):
+        path = root / f"book/{lang}/line.qmd"
+        path.write_text(path.read_text().replace("ax.plot([0, 1, 2], [0, 1, SLOPE])",
+                                                 "ax.plot([0, 1])\nplt.figure(figsize=(1, 1)).gca().plot([1, 0])"))
+    code, _, err = run(root, capsys, langs=["fr"])
+    assert code == 1 and "book/fr/line.qmd:10: figure cell 'fig-line' displayed 2 images" in err
+    assert not (root / "build/smoke/fr/line.json").exists()  # a bad chapter is not frozen
+
+
+def test_two_renders_give_byte_identical_figures(tmp_path, capsys):
+    root = tiny_book(tmp_path)
+    assert run(root, capsys, langs=["en"], chapters=["line"])[0] == 0
+    first = (root / "build/smoke/figures/en/fig-line.png").read_bytes()
+    assert run(root, capsys, langs=["en"], chapters=["line"], force=True)[0] == 0
+    assert (root / "build/smoke/figures/en/fig-line.png").read_bytes() == first
+
+
+def test_preview_numbers_captions_and_links(rendered):
+    fr = (rendered / "build/smoke/preview/fr/line.html").read_text()
+    en = (rendered / "build/smoke/preview/en/line.html").read_text()
+    info = (rendered / "build/smoke/preview/en/info.html").read_text()
+    assert '<html lang="fr">' in fr and '<html lang="en">' in en
+    assert 'href="#fig-line">Figure\u00a01.1</a>' in fr and 'href="#tbl-nums">Tableau\u00a01.1</a>' in fr
+    assert 'href="#tbl-nums">Table\u00a01.1</a>' in en
+    assert "<strong>Tableau\u00a01.1</strong>\u00a0: Une droite" in fr
+    assert "<strong>Figure\u00a01.1</strong>: A line" in en
+    assert 'href="line.html#sec-line">Chapter\u00a01</a>' in info and 'href="line.html#fig-line">Figure\u00a01.1</a>' in info
+    assert '<span class="header-section-number">1.1</span>' in en
+    assert 'href="../fr/line.html"' in en and 'href="../en/line.html"' in fr
+    assert 'src="figures/fig-line.png"' in en and (rendered / "build/smoke/preview/en/figures/fig-line.png").is_file()
+    assert "<table>" in en  # a Markdown output becomes a real table
+
+
+def test_preview_is_cached(rendered, capsys):
+    code, out, _ = run(rendered, capsys, render=True)
+    assert code == 0 and "quarto not found" in out
+    assert re.search(r"fr  preview\s+unchanged", out) and re.search(r"en  preview\s+unchanged", out)
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (make browser)")
+def test_preview_in_headless_chromium(rendered):
+    result = browser_check(rendered / "build/smoke/preview")
+    assert result["problems"] == [], json.dumps(result, indent=1)
+    assert result["pages"] == 4 and result["images"] >= 2 and result["links"] > 10
+
+
+def test_quarto_is_used_when_installed(tmp_path, capsys, monkeypatch):
+    root = write_book(tmp_path / "book", {"fr": {"a": "# A\n"}, "en": {"a": "# A\n"}})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    fake = bin_dir / "quarto"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    code, out, err = run(root, capsys, render=True)
+    assert code == 0, err
+    assert log.read_text().splitlines() == ["render --profile fr,smoke", "render --profile en,smoke"]
+    assert "quarto not found" not in out
