@@ -1,0 +1,242 @@
+"""Figures and tables of the chapter "The shapes world".
+
+Every function draws one figure (and returns it) or builds one Markdown table;
+words inside figures go through ``lang.tr``. Images of 32 px are shown large,
+pixel by pixel (nearest-neighbour), so what the reader sees is what the models see.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from text2image import lang
+from text2image.plots import subplots
+from text2image.tables import markdown_table
+from text2image.world import captions as C
+from text2image.world import degrade, oracle, splits
+from text2image.world.render import render
+from text2image.world.scene import COLOUR_NAMES, COLOURS, SHAPES, Scene
+
+SHAPE_FR = {"circle": "cercle", "square": "carré", "triangle": "triangle", "diamond": "losange", "cross": "croix"}
+COLOUR_FR = {"red": "rouge", "yellow": "jaune", "green": "vert", "cyan": "cyan", "blue": "bleu", "magenta": "magenta"}
+KIND_NAMES = {"single": ("un objet", "single"), "count": ("nombre", "count"),
+              "list": ("liste", "list"), "relation": ("relation", "relation")}
+DEGRADATION_NAMES = {"clean": ("image propre", "clean image"), "noise": ("bruit gaussien", "Gaussian noise"),
+                     "blur": ("flou", "blur"), "colour_drift": ("dérive des couleurs", "colour drift"),
+                     "specks": ("taches parasites", "stray specks"), "jpeg": ("JPEG", "JPEG")}
+MASK_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3")
+
+
+def shape_name(shape: str) -> str:
+    return lang.tr(SHAPE_FR[shape], shape)
+
+
+def colour_name(colour: str) -> str:
+    return lang.tr(COLOUR_FR[colour], colour)
+
+
+def _show(ax, image) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _wrap(text: str, width: int = 26) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def sample_examples(per_kind: int = 3, split: str = "train") -> list[splits.Example]:
+    """The first ``per_kind`` examples of each prompt kind in ``split``, kinds interleaved."""
+    found: dict[str, list] = {k: [] for k in C.KINDS}
+    i = 0
+    while any(len(v) < per_kind for v in found.values()):
+        e = splits.example(split, i)
+        if len(found[e.prompt.kind]) < per_kind:
+            found[e.prompt.kind].append(e)
+        i += 1
+    return [found[k][j] for j in range(per_kind) for k in C.KINDS]
+
+
+def gallery(examples: Sequence[splits.Example], resolution: int = 32, columns: int = 4):
+    """Scenes with their captions, pixel for pixel."""
+    images, _ = render([e.scene for e in examples], resolution)
+    rows = int(np.ceil(len(examples) / columns))
+    fig, axes = subplots(rows, columns, figsize=(2.3 * columns, 2.75 * rows))
+    for ax, e, image in zip(np.ravel(axes), examples, images):
+        _show(ax, image)
+        ax.set_title(_wrap(e.caption.text), fontsize=8.5, loc="left")
+    for ax in np.ravel(axes)[len(examples):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def resolutions(example: splits.Example):
+    """One scene at 32 and 64 px, and its object masks at 32 px."""
+    small, masks = render([example.scene], 32)
+    large, _ = render([example.scene], 64)
+    n = len(example.scene)
+    fig, axes = subplots(1, 3, figsize=(9, 3.3))
+    _show(axes[0], small[0])
+    axes[0].set_title("32 × 32 px")
+    _show(axes[1], large[0])
+    axes[1].set_title("64 × 64 px")
+    overlay = np.zeros((32, 32, 3))
+    for k in range(n):
+        rgb = np.array([int(MASK_COLOURS[k][i:i + 2], 16) for i in (1, 3, 5)]) / 255
+        overlay[masks[0, k]] = rgb
+    _show(axes[2], overlay)
+    axes[2].set_title(lang.tr(f"{n} masques exacts", f"{n} exact masks"))
+    fig.suptitle(_wrap(example.caption.text, 80), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def grounding(example: splits.Example, resolution: int = 32):
+    """The caption's nouns, their token positions, and the masks they point to."""
+    images, masks = render([example.scene], resolution)
+    nouns = example.caption.nouns
+    fig, axes = subplots(1, 1 + len(nouns), figsize=(2.4 * (1 + len(nouns)), 3.0))
+    axes = np.ravel(axes)
+    _show(axes[0], images[0])
+    axes[0].set_title(lang.tr("image", "image"))
+    for ax, g in zip(axes[1:], nouns):
+        union = masks[0, list(g.objects)].any(axis=0)
+        shown = images[0].astype(float) * 0.25 / 255
+        shown[union] = images[0][union] / 255
+        _show(ax, shown)
+        ax.contour(union.astype(float), levels=[0.5], colors="white", linewidths=1.2)
+        ax.set_title(lang.tr(f"« {g.word} » (jeton {g.token_index})", f'"{g.word}" (token {g.token_index})'),
+                     fontsize=10)
+    fig.suptitle(_wrap(example.caption.text, 90), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pair_counts(examples: Sequence[splits.Example]) -> np.ndarray:
+    """How many objects of each colour (rows) and shape (columns) the examples hold."""
+    counts = np.zeros((len(COLOUR_NAMES), len(SHAPES)), dtype=int)
+    for e in examples:
+        for o in e.scene:
+            counts[COLOUR_NAMES.index(o.colour), SHAPES.index(o.shape)] += 1
+    return counts
+
+
+def split_statistics(train: Sequence[splits.Example], heldout: Sequence[splits.Example]):
+    """Kinds of prompts and objects per scene in the training set, and colour-shape pairs (train vs held out)."""
+    fig, axes = subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.35]})
+    kinds = Counter(e.prompt.kind for e in train)
+    axes[0].bar(range(len(C.KINDS)), [kinds[k] / len(train) for k in C.KINDS], color="#4c72b0")
+    axes[0].set_xticks(range(len(C.KINDS)), [lang.tr(*KIND_NAMES[k]) for k in C.KINDS])
+    axes[0].set_title(lang.tr("types de légendes", "kinds of caption"))
+    axes[0].set_ylabel(lang.tr("part de l'entraînement", "share of training"))
+    sizes = Counter(len(e.scene) for e in train)
+    xs = sorted(sizes)
+    axes[1].bar(xs, [sizes[x] / len(train) for x in xs], color="#4c72b0")
+    axes[1].set_xticks(xs)
+    axes[1].set_xlabel(lang.tr("objets par scène", "objects per scene"))
+    axes[1].set_title(lang.tr("nombre d'objets", "number of objects"))
+    counts = pair_counts(train)
+    held = {(c, s) for c, s in splits.HELDOUT_PAIRS}
+    ax = axes[2]
+    ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0)
+    ax.grid(False)
+    for i, c in enumerate(COLOUR_NAMES):
+        for j, s in enumerate(SHAPES):
+            text = lang.integer(counts[i, j])
+            if (c, s) in held:
+                text = lang.tr("réservé", "held out")
+                ax.add_patch(__import__("matplotlib").patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                                                         edgecolor="#d62728", linewidth=2))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(SHAPES)), [shape_name(s) for s in SHAPES])
+    ax.set_yticks(range(len(COLOUR_NAMES)), [colour_name(c) for c in COLOUR_NAMES])
+    ax.set_title(lang.tr("objets par couleur et forme (entraînement)", "objects by colour and shape (training)"))
+    fig.tight_layout()
+    return fig
+
+
+def degradations(example: splits.Example, resolution: int = 32, seed: int = 0):
+    """One scene under each moderate degradation, with what the oracle reads in each."""
+    images, _ = render([example.scene], resolution)
+    names = ["clean", *degrade.DEGRADATIONS]
+    fig, axes = subplots(1, len(names), figsize=(2.2 * len(names), 3.4))
+    for ax, name in zip(axes, names):
+        image = images[0] if name == "clean" else degrade.degrade(images[0], name, np.random.default_rng(seed))
+        found = oracle.parse(image)
+        _show(ax, image)
+        ok = _same(example.scene, found)
+        ax.set_title(lang.tr(*DEGRADATION_NAMES[name]), fontsize=10)
+        mark = "✓" if ok else "✗"
+        ax.set_xlabel(lang.tr(f"{mark} {len(found)} objet(s) lu(s)", f"{mark} {len(found)} object(s) read"),
+                      fontsize=9, color="#2ca02c" if ok else "#d62728")
+    fig.tight_layout()
+    return fig
+
+
+def _same(scene: Scene, found) -> bool:
+    from text2image.world.bench import DEGRADED_TOLERANCE, same_scene
+
+    return same_scene(scene.objects, found, DEGRADED_TOLERANCE)
+
+
+def degradation_name(name: str) -> str:
+    return lang.tr(*DEGRADATION_NAMES[name])
+
+
+def hardest(accuracy: Mapping[str, float]) -> str:
+    """The degradation with the lowest accuracy (the first of them on a tie)."""
+    return min((v, k) for k, v in accuracy.items() if k != "clean")[1]
+
+
+def oracle_table(accuracy: Mapping[int, Mapping[str, float]], n_clean: int, n_degraded: int):
+    """Markdown table: oracle accuracy per condition (rows) and resolution (columns)."""
+    resolutions_ = sorted(accuracy)
+    headers = [lang.tr("condition", "condition")] + [f"{r} px" for r in resolutions_]
+    rows = []
+    for name in ["clean", *degrade.DEGRADATIONS]:
+        n = n_clean if name == "clean" else n_degraded
+        label = lang.tr(*DEGRADATION_NAMES[name])
+        label += lang.tr(f" ({lang.integer(n)} scènes)", f" ({lang.integer(n)} scenes)")
+        rows.append([label] + [lang.percent(accuracy[r][name], 2) for r in resolutions_])
+    return markdown_table(headers, rows)
+
+
+def objects_table(scene: Scene, found) -> object:
+    """What the scene holds next to what the oracle read (Markdown)."""
+    headers = [lang.tr("objet", "object"), lang.tr("forme", "shape"), lang.tr("couleur", "colour"),
+               lang.tr("taille", "size"), lang.tr("centre (x, y)", "centre (x, y)")]
+    rows = []
+    for tag, objects in ((lang.tr("vérité", "truth"), scene.objects), (lang.tr("oracle", "oracle"), found)):
+        for k, o in enumerate(sorted(objects, key=lambda o: (o.y, o.x))):  # reading order, as the oracle
+            size = lang.tr({"small": "petit", "large": "grand"}[o.size], o.size)
+            rows.append([f"{tag} {k + 1}", shape_name(o.shape), colour_name(o.colour), size,
+                         f"({lang.number(o.x, 3)} ; {lang.number(o.y, 3)})" if lang.current() == "fr"
+                         else f"({lang.number(o.x, 3)}, {lang.number(o.y, 3)})"])
+    return markdown_table(headers, rows, align="lllll")
+
+
+def palette():
+    """The five shapes, large (top) and small (bottom), in the six colours, at 32 px."""
+    from text2image.world.scene import Object
+
+    scenes = [Scene((Object(shape, COLOUR_NAMES[(k + 5 * row) % len(COLOUR_NAMES)], size, 0.5, 0.5),))
+              for row, size in enumerate(("large", "small")) for k, shape in enumerate(SHAPES)]
+    images, _ = render(scenes, 32)
+    fig, axes = subplots(2, len(SHAPES), figsize=(2.0 * len(SHAPES), 5.0))
+    for k, (ax, image, s) in enumerate(zip(np.ravel(axes), images, scenes)):
+        _show(ax, image)
+        o = s.objects[0]
+        size = lang.tr({"small": "petit", "large": "grand"}[o.size], o.size)
+        ax.set_title(lang.tr(f"{shape_name(o.shape)} {colour_name(o.colour)}\n{size}",
+                             f"{o.size} {o.colour}\n{o.shape}"), fontsize=9)
+    fig.tight_layout(h_pad=2.0)
+    return fig

@@ -1,0 +1,98 @@
+"""The word-level tokenizer of the shapes world.
+
+Built with Hugging Face ``tokenizers`` (a ``WordLevel`` model whose vocabulary
+is every word the captions can produce, a lower-casing normaliser, a
+whitespace-and-punctuation pre-tokenizer, ``[BOS] ... [EOS]`` added by a
+post-processor) and wrapped as a ``transformers`` fast tokenizer, so every
+model of the book can take it like any tokenizer from the hub, and
+``save_pretrained`` / ``from_pretrained`` round-trip it.
+
+A word outside the vocabulary is an error that names it: a model of this world
+has never seen "purple", and silently reading it as ``[UNK]`` would hide that.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+from text2image.world import captions
+
+PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
+SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3
+MAX_LENGTH = 32  # the longest caption (five objects with sizes, Oxford comma) has 30 tokens with BOS and EOS
+
+
+class UnknownWordError(ValueError):
+    """A prompt uses words the shapes world does not have."""
+
+
+def backend() -> Tokenizer:
+    """The ``tokenizers.Tokenizer``: ids 0-3 are the special tokens, then the words in order."""
+    vocab = {token: i for i, token in enumerate(SPECIALS)}
+    for word in captions.vocabulary():
+        vocab[word] = len(vocab)
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # \w+ and runs of punctuation
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])])
+    return tok
+
+
+class ShapesTokenizer(PreTrainedTokenizerFast):
+    """``PreTrainedTokenizerFast`` that refuses words outside the vocabulary."""
+
+    def check(self, texts) -> None:
+        """Raise :class:`UnknownWordError` naming every unknown word of ``texts`` (str or list of str)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        vocab = self.get_vocab()
+        split = self.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+        unknown = set()
+        for text in texts:
+            if not isinstance(text, str):  # pre-split words
+                words = [w.lower() for w in text]
+            else:
+                words = [w for w, _ in split(self.backend_tokenizer.normalizer.normalize_str(text))]
+            unknown |= {w for w in words if w not in vocab or w in SPECIALS}
+        if unknown:
+            words = " ".join(w for w in vocab if w not in SPECIALS)
+            raise UnknownWordError(
+                f"unknown word(s) {', '.join(map(repr, sorted(unknown)))}; "
+                f"the vocabulary is: {' '.join(sorted(words.split()))}")
+
+    def _encode_plus(self, text, text_pair=None, *args, **kwargs):
+        self.check(text)
+        if text_pair is not None:
+            self.check(text_pair)
+        return super()._encode_plus(text, text_pair, *args, **kwargs)
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> ShapesTokenizer:
+    """The shapes-world tokenizer (padding to ``MAX_LENGTH`` on the right)."""
+    return ShapesTokenizer(tokenizer_object=backend(), bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                           unk_token=UNK, model_max_length=MAX_LENGTH, padding_side="right")
+
+
+def load(path) -> ShapesTokenizer:
+    """A tokenizer saved with ``save_pretrained``."""
+    return ShapesTokenizer.from_pretrained(str(path))
+
+
+def encode(texts, max_length: int = MAX_LENGTH, return_tensors: str | None = "pt"):
+    """Token ids and attention masks of ``texts``, padded to ``max_length`` (errors on unknown words)."""
+    return tokenizer()(texts, padding="max_length", max_length=max_length, truncation=False,
+                       return_tensors=return_tensors)
+
+
+def token_positions(caption: captions.Caption) -> dict[str, list[int]]:
+    """Token positions of each noun of ``caption`` (position 0 is ``[BOS]``)."""
+    out: dict[str, list[int]] = {}
+    for g in caption.nouns:
+        out.setdefault(g.word, []).append(g.token_index)
+    return out

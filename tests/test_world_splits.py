@@ -1,0 +1,49 @@
+"""Splits: disjoint seeds, held-out compositions absent from training and present where promised."""
+
+import pytest
+
+from text2image.world import splits as SP
+from text2image.world.scene import WorldError
+
+
+def test_seed_ranges_are_disjoint():
+    ranges = sorted((SP.SEED_BASE[s], SP.SEED_BASE[s] + SP.SPAN) for s in SP.SPLITS)
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
+    with pytest.raises(WorldError, match="unknown split"):
+        SP.example("training", 0)
+    with pytest.raises(WorldError, match="outside"):
+        SP.seed("train", SP.SPAN)
+
+
+def test_training_never_shows_heldout_compositions():
+    for split in ("train", "val", "test"):
+        for e in SP.examples(split, 0, 700 if split == "train" else 200):
+            assert not {(o.colour, o.shape) for o in e.scene} & set(SP.HELDOUT_PAIRS)
+            assert SP.relation_of(e.prompt) not in SP.HELDOUT_RELATIONS
+            assert not SP.is_heldout(e.prompt)
+
+
+def test_heldout_splits_hold_what_they_promise():
+    for e in SP.examples("heldout_pairs", 0, 150):
+        assert {(o.colour, o.shape) for o in e.scene} & set(SP.HELDOUT_PAIRS)
+    orders = set()
+    for e in SP.examples("heldout_relations", 0, 150):
+        assert SP.relation_of(e.prompt) in SP.HELDOUT_RELATIONS
+        assert not {(o.colour, o.shape) for o in e.scene} & set(SP.HELDOUT_PAIRS)
+        orders.add(e.prompt.relation[1])
+    assert orders == {"left", "right", "above", "below"}  # said both ways round
+    for e in SP.examples("multigen", 0, 50):
+        assert len(e.scene) == 5 and len({o.shape for o in e.scene}) == 5
+
+
+def test_canonical_relations():
+    assert SP.canonical("square", "right", "circle") == ("circle", "left", "square")
+    assert SP.canonical("cross", "below", "triangle") == ("triangle", "above", "cross")
+    assert SP.canonical("circle", "above", "cross") == ("circle", "above", "cross")
+
+
+def test_mix_changes_kinds():
+    only = SP.examples("train", 0, 40, mix={"count": 1.0})
+    assert {e.prompt.kind for e in only} == {"count"}
+    with pytest.raises(WorldError, match="mix"):
+        SP.example("train", 0, mix={"poem": 1.0})
