@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
+from matplotlib.patches import Rectangle
 
 from text2image import lang
 from text2image.plots import subplots
@@ -134,7 +135,8 @@ def split_statistics(train: Sequence[splits.Example], heldout: Sequence[splits.E
     fig, axes = subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.35]})
     kinds = Counter(e.prompt.kind for e in train)
     axes[0].bar(range(len(C.KINDS)), [kinds[k] / len(train) for k in C.KINDS], color="#4c72b0")
-    axes[0].set_xticks(range(len(C.KINDS)), [lang.tr(*KIND_NAMES[k]) for k in C.KINDS])
+    axes[0].set_xticks(range(len(C.KINDS)), [lang.tr(*KIND_NAMES[k]) for k in C.KINDS],
+                       rotation=25, ha="right", rotation_mode="anchor")
     axes[0].set_title(lang.tr("types de légendes", "kinds of caption"))
     axes[0].set_ylabel(lang.tr("part de l'entraînement", "share of training"))
     sizes = Counter(len(e.scene) for e in train)
@@ -153,8 +155,8 @@ def split_statistics(train: Sequence[splits.Example], heldout: Sequence[splits.E
             text = lang.integer(counts[i, j])
             if (c, s) in held:
                 text = lang.tr("réservé", "held out")
-                ax.add_patch(__import__("matplotlib").patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
-                                                                         edgecolor="#d62728", linewidth=2))
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                       edgecolor="#d62728", linewidth=2))
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if counts[i, j] > counts.max() / 2 else "black")
     ax.set_xticks(range(len(SHAPES)), [shape_name(s) for s in SHAPES])
@@ -176,7 +178,8 @@ def degradations(example: splits.Example, resolution: int = 32, seed: int = 0):
         ok = _same(example.scene, found)
         ax.set_title(lang.tr(*DEGRADATION_NAMES[name]), fontsize=10)
         mark = "✓" if ok else "✗"
-        ax.set_xlabel(lang.tr(f"{mark} {len(found)} objet(s) lu(s)", f"{mark} {len(found)} object(s) read"),
+        ax.set_xlabel(lang.tr(f"{mark} {len(found)} objet{'s' * (len(found) > 1)} lu{'s' * (len(found) > 1)}",
+                              f"{mark} {len(found)} object{'s' * (len(found) != 1)} read"),
                       fontsize=9, color="#2ca02c" if ok else "#d62728")
     fig.tight_layout()
     return fig
