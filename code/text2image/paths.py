@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -37,3 +38,12 @@ def checkpoints_dir() -> Path:
 
 def build_dir() -> Path:
     return repo_root() / "build"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader (another kernel) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temp, path)

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from filelock import FileLock
 
 from text2image import checkpoints, paths, profiles
 from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
-RECIPE_MODULES: tuple[str, ...] = ()
+RECIPE_MODULES: tuple[str, ...] = ("text2image.models.autoencoder_recipes", "text2image.models.clip_recipes")
 
 
 class UnknownRecipe(LookupError):
@@ -40,7 +41,9 @@ class Recipe:
     ``(loss_fn, batch_fn, eval_fn)`` for :class:`~text2image.train.Trainer`;
     ``configs`` maps each profile to its :class:`TrainConfig`; ``model_class``
     loads the weights back (a class with ``from_pretrained``, or ``None`` for a
-    plain module rebuilt by ``build``).
+    plain module rebuilt by ``build``). ``export`` picks what is shipped from
+    what was trained (e.g. the autoencoder inside a wrapper that also holds a
+    GAN discriminator); by default the whole trained model.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Recipe:
     configs: dict[str, TrainConfig]
     model_class: type | None = None
     data_seed: int = 0
+    export: Callable[[torch.nn.Module], torch.nn.Module] | None = None
 
     def config(self, profile: str) -> TrainConfig:
         return profiles.pick(self.configs, profile)
@@ -108,6 +112,7 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
                       description=f"{name} ({profile})")
     started = time.perf_counter()
     metrics = trainer.fit(progress=progress)
+    shipped = recipe.export(trainer.model) if recipe.export else trainer.model
     manifest: dict[str, Any] = {
         "name": name,
         "profile": profile,
@@ -118,10 +123,10 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
         "samples_per_second": round(config.batch_size * trainer.step / max(trainer.seconds, 1e-9), 1),
         "data_seed": recipe.data_seed,
         "device": str(trainer.device),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in shipped.parameters()),
         "metrics": metrics,
     }
-    folder = checkpoints.save(trainer.model, checkpoint_folder(name, profile), manifest)
+    folder = checkpoints.save(shipped, checkpoint_folder(name, profile), manifest)
     for log in (LOG_CSV, EVAL_JSON):  # shipped with the weights: chapters plot the training curves
         if (run_dir / log).is_file():
             shutil.copyfile(run_dir / log, folder / log)
@@ -136,13 +141,16 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
     profile = profiles.check(profile) if profile else profiles.current()
     recipe = get(name)
     folder = checkpoint_folder(name, profile)
-    fresh = not (folder / checkpoints.MANIFEST).is_file()
-    if not fresh and profile == "gpu":
-        fresh = checkpoints.read_manifest(folder).get("profile") != "gpu"
-    if fresh:
-        print(f"{name}: no checkpoint for profile {profile} in {folder}; training it now")
-        train(name, profile, progress=progress)
-    manifest = checkpoints.read_manifest(folder)
+    lock = run_folder(name, profile).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):  # two kernels (the fr and en editions) never train the same model at once
+        fresh = not (folder / checkpoints.MANIFEST).is_file()
+        if not fresh and profile == "gpu":
+            fresh = checkpoints.read_manifest(folder).get("profile") != "gpu"
+        if fresh:
+            print(f"{name}: no checkpoint for profile {profile} in {folder}; training it now")
+            train(name, profile, progress=progress)
+        manifest = checkpoints.read_manifest(folder)
     expected = as_json(recipe.config(profile))
     if profile != "smoke" and manifest.get("profile") == profile and manifest.get("recipe") != expected:
         raise checkpoints.CheckpointError(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, TextIO
@@ -78,7 +80,7 @@ def static_checks(proj: project.Project) -> dict[str, list[qmd.Document]]:
 
 def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[str] | None = None,
         force: bool = False, render: bool = True, root: Path | str | None = None,
-        out: TextIO | None = None) -> Report:
+        out: TextIO | None = None, jobs: int = 2) -> Report:
     """Do the work of ``build`` and return what ran; raises ``BookError`` on the first problem."""
     out = out or sys.stdout
     started = time.perf_counter()
@@ -90,30 +92,44 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
     selected = _select(proj.names, chapters)
     inputs = freeze.inputs_digest(root)
     report = Report(profile)
-    keys: dict[tuple[str, str], str] = {}
-    for lang in langs:
-        edition = proj.editions[lang]
-        env = kernel_env(root, profile, lang)
+    keys = {(lang, chapter.name): freeze.chapter_key(chapter.path.read_text(encoding="utf-8"), profile, lang, inputs)
+            for lang in langs for chapter in proj.editions[lang].chapters}
+    failed = threading.Event()
+
+    def run_edition(lang: str) -> list[ChapterRun]:
+        """The selected chapters of one edition, in order; stops early once the other edition failed."""
+        edition, env, runs = proj.editions[lang], kernel_env(root, profile, lang), []
         for chapter, doc in zip(edition.chapters, docs[lang]):
-            key = freeze.chapter_key(chapter.path.read_text(encoding="utf-8"), profile, lang, inputs)
-            keys[(lang, chapter.name)] = key
-            if chapter.name not in selected:
+            if chapter.name not in selected or failed.is_set():
                 continue
+            key = keys[(lang, chapter.name)]
             t0 = time.perf_counter()
             nb = None if force else freeze.load(root, profile, lang, chapter.name, key)
             status = "frozen"
-            if nb is None:
-                status = "executed"
-                nb = execute(doc, qmd.to_notebook(doc), cwd=chapter.folder, env=env, root=root,
-                             timeout=CELL_TIMEOUT[profile], fig_options=proj.fig_options())
-                pngs = checks.figures(doc, nb, root)  # before saving: a bad chapter is not frozen
-                freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0)
-            else:
-                pngs = checks.figures(doc, nb, root)
+            try:
+                if nb is None:
+                    status = "executed"
+                    nb = execute(doc, qmd.to_notebook(doc), cwd=chapter.folder, env=env, root=root,
+                                 timeout=CELL_TIMEOUT[profile], fig_options=proj.fig_options())
+                    pngs = checks.figures(doc, nb, root)  # before saving: a bad chapter is not frozen
+                    freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0)
+                else:
+                    pngs = checks.figures(doc, nb, root)
+            except BaseException:
+                failed.set()
+                raise
             figures.write(root, profile, lang, pngs)  # only now: the whole chapter succeeded
             seconds = time.perf_counter() - t0
-            report.runs.append(ChapterRun(lang, chapter.name, status, seconds))
+            runs.append(ChapterRun(lang, chapter.name, status, seconds))
             _say(out, f"{lang}  {chapter.name:<24} {status:<9} {seconds:7.1f} s")
+        return runs
+
+    # The editions are independent (own kernels, figures and freeze files): on two cores,
+    # running them side by side nearly halves the time, and every result stays the same.
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(langs)))) as pool:
+        futures = [pool.submit(run_edition, lang) for lang in langs]
+        for future in futures:
+            report.runs.extend(future.result())
     if render:
         t0 = time.perf_counter()
         _render(proj, docs, langs, profile, keys, out)

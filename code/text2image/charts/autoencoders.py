@@ -1,0 +1,364 @@
+"""Figures and tables of the chapter "Autoencoders".
+
+Each function draws one figure and returns it; every word inside goes through
+``lang.tr``. Images of the world are 32 px: they are shown large, pixel by
+pixel (nearest interpolation), never smoothed.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from text2image import lang
+from text2image.models import autoencoder_recipes as R
+from text2image.plots import subplots
+from text2image.world.scene import COLOURS, SHAPES, place
+
+MODEL_COLOURS = {"ae": "#444444", "vae": "#1f77b4", "vqvae": "#2ca02c", "vqvae-nofix": "#98df8a",
+                 "dvae": "#9467bd", "vqgan": "#d62728"}
+SHAPE_COLOURS = dict(zip(SHAPES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")))
+SHAPE_MARKERS = dict(zip(SHAPES, ("o", "s", "^", "D", "P")))
+
+
+def model_name(name: str) -> str:
+    """How the text names each model."""
+    return {
+        "ae": lang.tr("AE", "AE"),
+        "vae": "VAE",
+        "vqvae": "VQ-VAE",
+        "vqvae-nofix": lang.tr("VQ-VAE sans relance", "VQ-VAE, no restarts"),
+        "dvae": "dVAE",
+        "vqgan": "VQGAN",
+    }.get(name, name)
+
+
+def shape_name(shape: str) -> str:
+    return lang.tr({"circle": "cercle", "square": "carré", "triangle": "triangle", "diamond": "losange",
+                    "cross": "croix"}[shape], shape)
+
+
+def colour_name(colour: str) -> str:
+    return lang.tr({"red": "rouge", "yellow": "jaune", "green": "vert", "cyan": "cyan", "blue": "bleu",
+                    "magenta": "magenta"}[colour], colour)
+
+
+def _show(ax, image: np.ndarray) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+# ----------------------------------------------------------------------------- reconstructions
+
+def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor, n: int = 8):
+    """One row per model under the originals; the row label says the model and its PSNR on these images."""
+    images = images[:n]
+    rows = [(lang.tr("original", "original"), R.to_uint8(images))]
+    for name, model in models.items():
+        rec = R.reconstruct(model, images)
+        db = float(R.ae.psnr(images, rec).mean())
+        rows.append((f"{model_name(name)}\n{lang.number(db, 1)} dB", R.to_uint8(rec)))
+    fig, axes = subplots(len(rows), n, figsize=(1.15 * n + 1.3, 1.15 * len(rows)), squeeze=False)
+    for r, (label, batch) in enumerate(rows):
+        for c in range(n):
+            _show(axes[r][c], batch[c])
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.subplots_adjust(left=0.14, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.08)
+    return fig
+
+
+# ----------------------------------------------------------------------------- codebooks
+
+def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor):
+    """Code frequencies sorted from most to least used, one curve per model (log scale)."""
+    fig, ax = subplots(figsize=(6.8, 5.0))
+    for name, model in models.items():
+        grid = R.codes(model, images)
+        size = R.codebook_size(model)
+        counts = torch.bincount(grid.flatten(), minlength=size).float()
+        share = (counts / counts.sum()).sort(descending=True).values.numpy()
+        stats = R.ae.codebook_stats(grid, size)
+        label = (f"{model_name(name)}: {lang.percent(stats['usage'], 0)} "
+                 + lang.tr("des codes, perplexité ", "of codes, perplexity ") + lang.number(stats["perplexity"], 0))
+        ax.plot(np.arange(1, size + 1), np.where(share > 0, share, np.nan), color=MODEL_COLOURS.get(name),
+                linewidth=2, label=label)
+    ax.axhline(1 / size, color="grey", linestyle=":", linewidth=1)
+    ax.text(1, 1 / size, lang.tr("usage uniforme", "uniform use"), va="bottom", ha="left", color="grey", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_xlabel(lang.tr("rang du code (du plus utilisé au moins utilisé)", "code rank (most to least used)"))
+    ax.set_ylabel(lang.tr("part des positions", "share of positions"))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def token_grids(model: torch.nn.Module, images: torch.Tensor, n: int = 4):
+    """Images and their 8x8 grids of token ids (the DALL·E chapter's input), ids written in each cell."""
+    images = images[:n]
+    grid = R.codes(model, images).numpy()
+    fig, axes = subplots(2, n, figsize=(2.3 * n, 4.8), squeeze=False)
+    pictures = R.to_uint8(images)
+    for c in range(n):
+        _show(axes[0][c], pictures[c])
+        ax = axes[1][c]
+        ax.imshow(grid[c] % 20, cmap="tab20", interpolation="nearest", vmin=0, vmax=19, alpha=0.55)
+        for i in range(grid.shape[1]):
+            for j in range(grid.shape[2]):
+                ax.text(j, i, str(grid[c, i, j]), ha="center", va="center", fontsize=6.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    axes[0][0].set_ylabel(lang.tr("image", "image"))
+    axes[1][0].set_ylabel(lang.tr("jetons", "tokens"))
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- rate-distortion
+
+def rate_distortion(results: Sequence[dict], references: Mapping[str, float] | None = None):
+    """PSNR against bits per image, one point per codebook size; latent-diffusion references as lines."""
+    fig, ax = subplots(figsize=(6.4, 4.0))
+    bits = [r["bits_per_image"] for r in results]
+    db = [r["psnr"] for r in results]
+    ax.plot(bits, db, "o-", color=MODEL_COLOURS["vqvae"], linewidth=2, markersize=7)
+    for r in results:
+        ax.annotate(f"K = {r['codebook_size']}\n{lang.percent(r['codebook_usage'], 0)}",
+                    (r["bits_per_image"], r["psnr"]), textcoords="offset points", xytext=(0, 9),
+                    ha="center", fontsize=8.5)
+    merged: list[tuple[list[str], float]] = []  # references closer than 1 dB share one line
+    for label, value in sorted((references or {}).items(), key=lambda item: item[1]):
+        if merged and abs(merged[-1][1] - value) < 1.0:
+            merged[-1][0].append(label)
+        else:
+            merged.append(([label], value))
+    for labels, value in merged:
+        ax.axhline(value, color="grey", linestyle="--", linewidth=1)
+        text = " / ".join(labels) + lang.tr(" (photographies)", " (photographs)")
+        ax.text(min(bits), value, f" {text}", va="bottom", ha="left", color="grey", fontsize=8.5)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(bits)
+    ax.set_xticklabels([lang.integer(b) for b in bits])
+    ax.minorticks_off()
+    ax.set_xlabel(lang.tr("débit : bits par image (64 positions × log₂ K)",
+                          "rate: bits per image (64 positions × log₂ K)"))
+    ax.set_ylabel(lang.tr("PSNR (dB) sur le test", "test PSNR (dB)"))
+    top = max(db + list((references or {}).values()))
+    ax.set_ylim(min(db) - 2, top + 3)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+def two_scenes():
+    """The two scenes the interpolation goes between (fixed, so the figure is the same every run)."""
+    rng = np.random.default_rng(7)
+    a = place(rng, [("circle", "red", "large"), ("triangle", "yellow", "small")])
+    b = place(rng, [("square", "blue", "large"), ("cross", "green", "small")])
+    return a, b
+
+
+def interpolation(models: Mapping[str, torch.nn.Module], steps: int = 8):
+    """Straight lines between the latents of two scenes, decoded; the first row blends pixels."""
+    from text2image.world.render import render
+
+    images, _ = render(list(two_scenes()), R.RESOLUTION)
+    x = R.to_tensor(images)
+    t = torch.linspace(0, 1, steps)
+    rows = [(lang.tr("pixels", "pixels"), (1 - t)[:, None, None, None] * x[0] + t[:, None, None, None] * x[1])]
+    for name, model in models.items():
+        z = R.encode(model, x)
+        path = (1 - t)[:, None, None, None] * z[0] + t[:, None, None, None] * z[1]
+        rows.append((model_name(name), R.decode(model, path)))
+    fig, axes = subplots(len(rows), steps, figsize=(1.15 * steps + 1.3, 1.2 * len(rows)), squeeze=False)
+    for r, (label, batch) in enumerate(rows):
+        pictures = R.to_uint8(batch)
+        for c in range(steps):
+            _show(axes[r][c], pictures[c])
+            if r == 0:
+                axes[r][c].set_title(f"t = {lang.number(float(t[c]), 2)}", fontsize=8.5)
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.subplots_adjust(left=0.14, right=0.99, top=0.93, bottom=0.01, wspace=0.05, hspace=0.08)
+    return fig
+
+
+# ----------------------------------------------------------------------------- latent map
+
+def cell_labels(scenes: Sequence, masks: np.ndarray, grid: int = 8) -> list[tuple[int, int, int, str, str]]:
+    """(image, row, column, shape, colour) for each latent cell mostly covered by one object.
+
+    Background cells get shape and colour ``"background"``; cells half covered are skipped.
+    """
+    n, _, res, _ = masks.shape
+    step = res // grid
+    cover = masks.reshape(n, masks.shape[1], grid, step, grid, step).mean(axis=(3, 5))  # n, k, g, g
+    out = []
+    for i in range(n):
+        for r in range(grid):
+            for c in range(grid):
+                k = int(cover[i, :, r, c].argmax())
+                share = cover[i, k, r, c]
+                if share >= 0.5 and k < len(scenes[i]):
+                    obj = scenes[i][k]
+                    out.append((i, r, c, obj.shape, obj.colour))
+                elif cover[i, :, r, c].sum() == 0:
+                    out.append((i, r, c, "background", "background"))
+    return out
+
+
+def latent_points(model: torch.nn.Module, scenes: Sequence, images: torch.Tensor, masks: np.ndarray,
+                  background: int = 300, seed: int = 0):
+    """2D PCA coordinates of the latent vectors of labelled cells, and their labels."""
+    z = R.encode(model, images).permute(0, 2, 3, 1).numpy()  # n, 8, 8, C
+    labels = cell_labels(scenes, masks, z.shape[1])
+    rng = np.random.default_rng(seed)
+    objects = [lab for lab in labels if lab[3] != "background"]
+    backs = [lab for lab in labels if lab[3] == "background"]
+    keep = objects + [backs[k] for k in rng.permutation(len(backs))[:background]]
+    vectors = np.stack([z[i, r, c] for i, r, c, _, _ in keep])
+    centred = vectors - vectors.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    explained = float((s[:2] ** 2).sum() / (s ** 2).sum())
+    return xy, [lab[3] for lab in keep], [lab[4] for lab in keep], explained
+
+
+def latent_map(points):
+    """The latent cells of :func:`latent_points` in the plane of their two principal axes, by colour and by shape."""
+    xy, shapes, colours, _ = points
+    fig, axes = subplots(1, 2, figsize=(10.0, 4.8), sharex=True, sharey=True)
+    back = np.array([s == "background" for s in shapes])
+    for ax in axes:
+        ax.scatter(xy[back, 0], xy[back, 1], s=8, c="#bbbbbb", label=lang.tr("fond", "background"),
+                   edgecolors="none")
+        ax.set_xlabel(lang.tr("axe principal 1", "principal axis 1"))
+    axes[0].set_ylabel(lang.tr("axe principal 2", "principal axis 2"))
+    for colour, rgb in COLOURS.items():
+        pick = np.array([c == colour for c in colours])
+        axes[0].scatter(xy[pick, 0], xy[pick, 1], s=10, c=[np.array(rgb) / 255], label=colour_name(colour),
+                        edgecolors="none", alpha=0.8)
+    for shape in SHAPES:
+        pick = np.array([s == shape for s in shapes])
+        axes[1].scatter(xy[pick, 0], xy[pick, 1], s=12, c=SHAPE_COLOURS[shape], marker=SHAPE_MARKERS[shape],
+                        label=shape_name(shape), edgecolors="none", alpha=0.7)
+    axes[0].set_title(lang.tr("couleur de l'objet sous la case", "colour of the object under the cell"))
+    axes[1].set_title(lang.tr("forme de l'objet sous la case", "shape of the object under the cell"))
+    for ax in axes:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False, fontsize=8.5,
+                  markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- training curves
+
+def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dict]]):
+    """Left: training reconstruction error per step (logged); right: test PSNR at each evaluation."""
+    fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
+    for name, rows in logs.items():
+        key = "mse" if "mse" in rows[0] else "loss"
+        if name == "vqgan":
+            continue  # trained on L1 + perceptual + GAN: its loss is not on the same scale
+        axes[0].plot([r["step"] for r in rows], [r[key] for r in rows], color=MODEL_COLOURS.get(name),
+                     linewidth=1.6, label=model_name(name))
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel(lang.tr("pas d'entraînement", "training step"))
+    axes[0].set_ylabel(lang.tr("erreur quadratique (entraînement)", "squared error (training)"))
+    for name, rows in evals.items():
+        axes[1].plot([r["step"] for r in rows], [r["psnr"] for r in rows], "o-", color=MODEL_COLOURS.get(name),
+                     linewidth=1.6, markersize=4, label=model_name(name))
+    axes[1].set_xlabel(lang.tr("pas d'entraînement", "training step"))
+    axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+# ----------------------------------------------------------------------------- tables
+
+# Latent-diffusion autoencoders on natural images (Rombach et al., 2022, via ANCHORS.md).
+LDM_PSNR = {"KL f4": 27.5, "VQ f4": 27.4, "VQ f16": 20.8}
+TARGETS = {"usage": 0.90, "oracle": 0.99}
+
+
+def _percent(value) -> str:
+    return "—" if value is None or value != value else lang.percent(value, 1)
+
+
+def _num(value, digits: int = 1) -> str:
+    return "—" if value is None or value != value else lang.number(value, digits)
+
+
+def status(value: float, target: float) -> str:
+    """Whether a measured value reaches the issue's target, in words."""
+    return lang.tr("atteint", "met") if value >= target else lang.tr("non atteint", "not met")
+
+
+def quality_table(measured: Mapping[str, dict]):
+    """PSNR, oracle agreement and codebook statistics per model, measured on the test scenes."""
+    from text2image.tables import markdown_table
+
+    headers = [lang.tr("modèle", "model"), "PSNR (dB)", lang.tr("accord de l'oracle", "oracle agreement"),
+               lang.tr("codes utilisés", "codes in use"), lang.tr("perplexité", "perplexity")]
+    rows = [[model_name(name), _num(m["psnr"]), _percent(m.get("oracle_agreement")),
+             _percent(m.get("codebook_usage")), _num(m.get("codebook_perplexity"), 0)]
+            for name, m in measured.items()]
+    return markdown_table(headers, rows)
+
+
+def tokenizer_table(manifest: dict, codebook: int, grid: int):
+    """DALL·E, DALL·E mini and our VQ-VAE side by side: resolution, grid, codebook, training images."""
+    from text2image.tables import markdown_table
+
+    seen = manifest["steps"] * manifest["recipe"]["batch_size"]
+    headers = ["", "DALL·E (dVAE)", "DALL·E mini (VQGAN)", lang.tr("ce livre (VQ-VAE)", "this book (VQ-VAE)")]
+    rows = [
+        [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{R.RESOLUTION} px"],
+        [lang.tr("grille de jetons", "token grid"), "32 × 32", "16 × 16", f"{grid} × {grid}"],
+        [lang.tr("facteur de réduction", "downsampling factor"), "8", "16", str(R.RESOLUTION // grid)],
+        [lang.tr("taille du dictionnaire", "codebook size"), lang.integer(8192), lang.integer(16384),
+         lang.integer(codebook)],
+        [lang.tr("images d'entraînement", "training images"),
+         lang.tr("250 millions de paires texte-image", "250 million text-image pairs"),
+         lang.tr("non précisé dans nos sources", "not stated in our sources"),
+         lang.tr(f"{lang.integer(seen)} scènes, toutes différentes", f"{lang.integer(seen)} scenes, all different")],
+    ]
+    return markdown_table(headers, rows, align="llll")
+
+
+def measured_table(measured: Mapping[str, dict], manifests: Mapping[str, dict]):
+    """The chapter's summary: size, quality, codebook, and cost of each model."""
+    from text2image.tables import markdown_table
+
+    headers = [lang.tr("modèle", "model"), lang.tr("paramètres", "parameters"), "PSNR (dB)",
+               lang.tr("accord oracle", "oracle agr."), lang.tr("codes utilisés", "codes used"),
+               lang.tr("perplexité", "perplexity"), lang.tr("images/s", "images/s"),
+               lang.tr("minutes", "minutes")]
+    rows = []
+    for name, m in measured.items():
+        man = manifests[name]
+        rows.append([model_name(name), lang.integer(man["parameters"]), _num(m["psnr"]),
+                     _percent(m.get("oracle_agreement")), _percent(m.get("codebook_usage")),
+                     _num(m.get("codebook_perplexity"), 0), _num(man["samples_per_second"], 0),
+                     _num(man["train_seconds"] / 60, 1)])
+    return markdown_table(headers, rows)
+
+
+def error_table(errors: Mapping[str, dict]):
+    """For each model, the share of test reconstructions by the first thing the oracle reads wrong."""
+    from text2image.tables import markdown_table
+
+    names = {"exact": lang.tr("scène exacte", "exact scene"), "count": lang.tr("nombre d'objets", "object count"),
+             "colour": lang.tr("couleur", "colour"), "shape": lang.tr("forme", "shape"),
+             "size": lang.tr("taille", "size"), "position": lang.tr("position", "position")}
+    headers = [lang.tr("modèle", "model"), *(names[e] for e in R.ERRORS)]
+    rows = [[model_name(name), *(_percent(shares.get(e)) for e in R.ERRORS)] for name, shares in errors.items()]
+    return markdown_table(headers, rows)

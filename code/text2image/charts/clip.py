@@ -1,0 +1,360 @@
+"""Figures and tables of the chapter "CLIP".
+
+Every function draws one figure (and returns it) or builds one Markdown table;
+words in figures go through ``lang.tr``. Captions of the world stay in English:
+they are what the model reads.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from text2image import clip_eval, lang, recipes
+from text2image.charts.world import colour_name, shape_name
+from text2image.plots import subplots
+from text2image.tables import markdown_table
+from text2image.train import read_log
+
+MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"), "clip-negatives": ("CLIP + négatifs difficiles",
+                                                                             "CLIP + hard negatives")}
+ATTRIBUTE_NAMES = {"shape": ("forme", "shape"), "colour": ("couleur", "colour"), "size": ("taille", "size"),
+                   "count": ("nombre", "count")}
+PROBE_NAMES = {"relation": ("relation inversée", "relation reversed"),
+               "attribute": ("attributs échangés", "attributes swapped"),
+               "exchange": ("objets permutés", "objects exchanged")}
+SIZE_FR = {"small": "petit", "large": "grand"}
+NUMBER_FR = {"two": "deux", "three": "trois", "four": "quatre"}
+RANKING_NAMES = {"match": ("correspond", "matching"), "partial": ("en partie", "partly"),
+                 "unrelated": ("sans rapport", "unrelated")}
+COLOURS = {"clip": "#377eb8", "clip-negatives": "#e41a1c"}
+
+
+def model_name(name: str) -> str:
+    return lang.tr(*MODEL_NAMES[name])
+
+
+def attribute_name(attribute: str) -> str:
+    return lang.tr(*ATTRIBUTE_NAMES[attribute])
+
+
+def probe_name(kind: str) -> str:
+    return lang.tr(*PROBE_NAMES[kind])
+
+
+def label_name(attribute: str, label: str) -> str:
+    if attribute == "shape":
+        return shape_name(label)
+    if attribute == "colour":
+        return colour_name(label)
+    if attribute == "size":
+        return lang.tr(SIZE_FR[label], label)
+    return lang.tr(NUMBER_FR[label], label)
+
+
+def _show(ax, image) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _wrap(text: str, width: int = 24) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+# ----------------------------------------------------------------------------- training
+
+def history(name: str, profile: str | None = None) -> tuple[list[dict], list[dict]]:
+    """The shipped training log (rows of log.csv) and evaluation history (eval.json) of a checkpoint."""
+    folder = recipes.checkpoint_folder(name, profile or _profile())
+    log = read_log(folder) if (folder / "log.csv").is_file() else []
+    evals = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else []
+    return log, evals
+
+
+def _profile() -> str:
+    from text2image import profiles
+    return profiles.current()
+
+
+def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init_gap: float):
+    """Loss, modality gap and probe accuracy against the training step, for each recipe."""
+    fig, axes = subplots(1, 3, figsize=(12, 3.6))
+    for name, (log, evals) in histories.items():
+        colour = COLOURS[name]
+        if log:
+            steps = [r["step"] for r in log]
+            axes[0].plot(steps, [r["loss"] for r in log], color=colour, lw=1.2, label=model_name(name))
+        ev_steps = [0] + [e["step"] for e in evals]
+        axes[1].plot(ev_steps, [init_gap] + [e["gap"] for e in evals], "o-", color=colour, ms=3,
+                     label=model_name(name))
+        for kind, style in (("relation", "-"), ("attribute", "--")):
+            axes[2].plot([e["step"] for e in evals], [e[f"probe_{kind}"] for e in evals], style, color=colour,
+                         marker="o", ms=3, label=f"{model_name(name)}, {probe_name(kind)}")
+    axes[0].set_title(lang.tr("perte contrastive", "contrastive loss"))
+    axes[1].set_title(lang.tr("écart entre modalités", "modality gap"))
+    axes[2].set_title(lang.tr("test sac de mots (validation)", "bag-of-words probe (validation)"))
+    axes[2].axhline(0.5, color="grey", lw=0.8, ls=":")
+    axes[2].set_ylim(0.3, 1.02)
+    for ax in axes:
+        ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- zero-shot
+
+def confusions(report: Mapping[str, dict]):
+    """One confusion matrix (shares of each true class) per attribute."""
+    attributes = list(report)
+    fig, axes = subplots(1, len(attributes), figsize=(3.6 * len(attributes), 3.9))
+    for ax, attribute in zip(np.ravel(axes), attributes):
+        r = report[attribute]
+        counts = np.asarray(r["confusion"], dtype=float)
+        shares = counts / np.maximum(1, counts.sum(axis=1, keepdims=True))
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        names = [label_name(attribute, x) for x in r["labels"]]
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.grid(False)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if counts[i, j]:
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if shares[i, j] > 0.5 else "black")
+        ax.set_title(f"{attribute_name(attribute)}\u00a0: {lang.percent(r['accuracy'], 1)}" if lang.current() == "fr"
+                     else f"{attribute_name(attribute)}: {lang.percent(r['accuracy'], 1)}", fontsize=10)
+        ax.set_xlabel(lang.tr("prédit", "predicted"), fontsize=9)
+        ax.set_ylabel(lang.tr("vrai", "true"), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def template_name(family: str) -> str:
+    """A prompt family as the figures show it: the bare label and the ensembles in words, the frames as written."""
+    named = {"{}": ("étiquette seule", "bare label"), "ensemble": ("ensemble", "ensemble"),
+             "ensemble + frames": ("ensemble + tournures", "ensemble + frames")}
+    return lang.tr(*named[family]) if family in named else family.replace("{}", "…")
+
+
+def template_chart(report: Mapping[str, dict]):
+    """Zero-shot accuracy per prompt family (bars), one group per attribute."""
+    attributes = list(report)
+    fig, axes = subplots(1, len(attributes), figsize=(3.4 * len(attributes), 3.8), sharey=True)
+    for ax, attribute in zip(np.ravel(axes), attributes):
+        by = report[attribute]["by_template"]
+        names = list(by)
+        values = [by[n] for n in names]
+        colours = ["#999999" if n == "{}" else "#377eb8" if "ensemble" not in n else "#e41a1c" for n in names]
+        ax.bar(range(len(names)), values, color=colours)
+        ax.set_xticks(range(len(names)), [template_name(n) for n in names], rotation=50, ha="right", fontsize=8)
+        ax.set_title(attribute_name(attribute))
+        ax.set_ylim(0, 1.05)
+        chance = 1 / len(report[attribute]["labels"])
+        ax.axhline(chance, color="grey", ls=":", lw=0.8)
+    np.ravel(axes)[0].set_ylabel(lang.tr("exactitude zero-shot", "zero-shot accuracy"))
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- ranking
+
+def ranking_examples(pool: clip_eval.Pool, ranking: dict, n: int = 4):
+    """Images with their three candidate captions and CLIP's cosine similarities."""
+    fig, axes = subplots(1, n, figsize=(3.3 * n, 4.2))
+    for ax, k in zip(np.ravel(axes), range(n)):
+        i = ranking["images"][k]
+        _show(ax, pool.images[i])
+        lines = []
+        for name, caption, score in zip(("match", "partial", "unrelated"), ranking["triples"][k],
+                                        ranking["scores"][k]):
+            colon = lang.tr("\u00a0:", ":")
+            lines.append(f"{lang.tr(*RANKING_NAMES[name])} ({lang.number(float(score), 2)}){colon}\n"
+                         + _wrap(caption, 30))
+        ax.set_xlabel("\n".join(lines), fontsize=7.5, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- bag of words
+
+def probe_chart(results: Mapping[str, dict]):
+    """Probe accuracies, zero-shot and retrieval of each model, side by side."""
+    names = list(results)
+    metrics = [("probe", k) for k in clip_eval.PROBES] + [("zero_shot", "shape"), ("zero_shot", "colour"),
+                                                           ("retrieval", "t2i_r1"), ("retrieval", "i2t_r1")]
+    labels = [probe_name(k) for k in clip_eval.PROBES] + [
+        lang.tr("zero-shot forme", "zero-shot shape"), lang.tr("zero-shot couleur", "zero-shot colour"),
+        lang.tr("texte → image R@1", "text → image R@1"), lang.tr("image → texte R@1", "image → text R@1")]
+    fig, ax = subplots(figsize=(9, 3.8))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        r = results[name]
+        values = [r["probe"][m] if group == "probe" else r["zero_shot"][m]["accuracy"] if group == "zero_shot"
+                  else r["retrieval"][m] for group, m in metrics]
+        ax.bar(np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width, values, width,
+               color=COLOURS.get(name), label=model_name(name))
+    ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+    ax.axvline(2.5, color="black", lw=0.6)
+    ax.set_xticks(range(len(metrics)), labels, rotation=25, ha="right", fontsize=9)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(lang.tr("exactitude", "accuracy"))
+    ax.legend(fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def gap_scatter(models: Mapping[str, torch.nn.Module], pool: clip_eval.Pool, n: int = 300):
+    """Unit image and text embeddings projected on their first two principal axes, per model."""
+    from text2image.models import clip as M
+
+    fig, axes = subplots(1, len(models), figsize=(4.2 * len(models), 4.0))
+    sub = pool.subset(range(min(n, len(pool))))
+    for ax, (title, model) in zip(np.ravel(axes), models.items()):
+        zi, zt = M.embed_images(model, sub.images), M.embed_texts(model, sub.captions)
+        xy = _pca2(torch.cat([zi, zt]).numpy())
+        ax.scatter(*xy[:len(zi)].T, s=6, alpha=0.6, color="#ff7f00", label=lang.tr("images", "images"))
+        ax.scatter(*xy[len(zi):].T, s=6, alpha=0.6, color="#377eb8", label=lang.tr("légendes", "captions"))
+        gap = clip_eval.modality_gap(zi, zt)
+        ax.set_title(f"{title}\n{lang.tr('écart', 'gap')} = {lang.number(gap, 2)}", fontsize=10)
+        ax.set_xlabel(lang.tr("axe principal 1", "principal axis 1"))
+        ax.set_ylabel(lang.tr("axe principal 2", "principal axis 2"))
+    np.ravel(axes)[0].legend(fontsize=8, markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def norms_chart(model, pool: clip_eval.Pool, inner: int = 1):
+    """Histograms of the norms of raw vectors: projected embeddings, and text states at [EOS] and at token ``inner``."""
+    from text2image.models import clip as M
+
+    enc = M.tokens(pool.captions)
+    hidden, pooled = M.text_states(model, enc["input_ids"], enc["attention_mask"])
+    series = {
+        lang.tr("images (projetées)", "images (projected)"): M.embed_images(model, pool.images, normalize=False),
+        lang.tr("légendes (projetées)", "captions (projected)"): model.text_projection(pooled),
+        lang.tr("état du texte à [EOS]", "text state at [EOS]"): pooled,
+        lang.tr(f"état du texte au jeton {inner}", f"text state at token {inner}"): hidden[:, inner],
+    }
+    fig, axes = subplots(1, len(series), figsize=(3.2 * len(series), 3.2))
+    for ax, (title, x) in zip(np.ravel(axes), series.items()):
+        norms = x.norm(dim=-1).numpy()
+        ax.hist(norms, bins=30, color="#4daf4a")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(lang.tr("norme", "norm"), fontsize=9)
+        shift = float(x.mean(0).norm() / x.norm(dim=-1).mean())
+        cv = float(norms.std() / norms.mean())
+        ax.text(0.02, 0.97, lang.tr(f"écart-type relatif {lang.percent(cv, 0)}\ncentre à {lang.percent(shift, 0)}",
+                                    f"relative spread {lang.percent(cv, 0)}\ncentre at {lang.percent(shift, 0)}"),
+                transform=ax.transAxes, va="top", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def slerp_chart(path: Sequence[dict], pool: clip_eval.Pool):
+    """Each point of a spherical path, decoded by retrieval: nearest image and nearest caption."""
+    fig, axes = subplots(1, len(path), figsize=(1.9 * len(path), 3.2))
+    for ax, point in zip(np.ravel(axes), path):
+        _show(ax, pool.images[point["image"]])
+        ax.set_title(f"t = {lang.number(point['t'], 2)}", fontsize=9)
+        ax.set_xlabel(_wrap(point["captions"][0], 16), fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- tables
+
+def zero_shot_table(results: Mapping[str, dict]):
+    """Zero-shot accuracy per attribute (rows) and model (columns)."""
+    names = list(results)
+    headers = [lang.tr("attribut", "attribute")] + [model_name(n) for n in names] + [lang.tr("hasard", "chance")]
+    rows = []
+    for attribute in clip_eval.ATTRIBUTES:
+        first = results[names[0]]["zero_shot"][attribute]
+        rows.append([f"{attribute_name(attribute)} ({lang.integer(first['n'])} images)"]
+                    + [lang.percent(results[n]["zero_shot"][attribute]["accuracy"], 1) for n in names]
+                    + [lang.percent(1 / len(first["labels"]), 1)])
+    return markdown_table(headers, rows)
+
+
+def comparison_table(results: Mapping[str, dict]):
+    """Probe, ranking and retrieval of each model."""
+    names = list(results)
+    headers = [lang.tr("mesure", "measure")] + [model_name(n) for n in names]
+    rows = []
+    for kind in clip_eval.PROBES:
+        rows.append([lang.tr(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}")]
+                    + [lang.percent(results[n]["probe"][kind], 1) for n in names])
+    rows.append([lang.tr("classement des trois légendes", "three captions ranked right")]
+                + [lang.percent(results[n]["ranking"]["order"], 1) for n in names])
+    for key, fr, en in (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
+                        ("t2i_r5", "texte → image, R@5", "text → image, R@5"),
+                        ("i2t_r1", "image → texte, R@1", "image → text, R@1"),
+                        ("i2t_r5", "image → texte, R@5", "image → text, R@5")):
+        rows.append([lang.tr(fr, en)] + [lang.percent(results[n]["retrieval"][key], 1) for n in names])
+    return markdown_table(headers, rows)
+
+
+def measured_table(results: Mapping[str, dict], manifests: Mapping[str, dict], init_geometry: Mapping[str, float]):
+    """The chapter's closing table: both recipes side by side, with the published reference where there is one."""
+    base, neg = results["clip"], results["clip-negatives"]
+    pct = lambda x: lang.percent(x, 1)  # noqa: E731
+    headers = [lang.tr("mesure", "measure"), model_name("clip"), model_name("clip-negatives"),
+               lang.tr("référence publiée", "published reference")]
+    rows = [
+        [lang.tr("paramètres", "parameters"), lang.integer(manifests["clip"]["parameters"]),
+         lang.integer(manifests["clip-negatives"]["parameters"]), "—"],
+        [lang.tr("entraînement (minutes, CPU)", "training (minutes, CPU)"),
+         lang.number(manifests["clip"]["train_seconds"] / 60, 1),
+         lang.number(manifests["clip-negatives"]["train_seconds"] / 60, 1), "—"],
+        [lang.tr("débit (paires par seconde)", "throughput (pairs per second)"),
+         lang.integer(manifests["clip"]["samples_per_second"]),
+         lang.integer(manifests["clip-negatives"]["samples_per_second"]), "—"],
+    ]
+    for attribute in clip_eval.ATTRIBUTES:
+        rows.append([lang.tr(f"zero-shot\u00a0: {attribute_name(attribute)}", f"zero-shot: {attribute_name(attribute)}"),
+                     pct(base["zero_shot"][attribute]["accuracy"]), pct(neg["zero_shot"][attribute]["accuracy"]),
+                     "—"])
+    for family, fr, en, ref in (
+            ("{}", "taille, étiquette seule", "size, bare label", "—"),
+            ("ensemble + frames", "taille, ensemble + tournures", "size, ensemble + frames",
+             lang.tr("gabarit\u00a0: +1,3 point\u00a0; 80 gabarits\u00a0: +3,5 (ImageNet)",
+                     "template: +1.3 points; 80 templates: +3.5 (ImageNet)"))):
+        rows.append([lang.tr(fr, en), pct(base["zero_shot"]["size"]["by_template"][family]),
+                     pct(neg["zero_shot"]["size"]["by_template"][family]), ref])
+    rows.append([lang.tr("trois légendes bien classées", "three captions ranked right"),
+                 pct(base["ranking"]["order"]), pct(neg["ranking"]["order"]), "—"])
+    for key, fr, en in (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
+                        ("i2t_r1", "image → texte, R@1", "image → text, R@1")):
+        rows.append([lang.tr(fr, en), pct(base["retrieval"][key]), pct(neg["retrieval"][key]), "—"])
+    refs = {"relation": lang.tr("ARO VG-Relation\u00a0: 0,59 → 0,81 (NegCLIP)", "ARO VG-Relation: 0.59 → 0.81 (NegCLIP)"),
+            "attribute": lang.tr("ARO VG-Attribution\u00a0: 0,62 → 0,71", "ARO VG-Attribution: 0.62 → 0.71"),
+            "exchange": "—"}
+    for kind in clip_eval.PROBES:
+        rows.append([lang.tr(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}"),
+                     pct(base["probe"][kind]), pct(neg["probe"][kind]), refs[kind]])
+    rows.append([lang.tr("écart entre modalités (initialisation\u00a0: ", "modality gap (initialisation: ")
+                 + lang.number(init_geometry["gap"], 2) + ")",
+                 lang.number(base["geometry"]["gap"], 2), lang.number(neg["geometry"]["gap"], 2),
+                 lang.tr("0,82 (CLIP, Liang et al.)", "0.82 (CLIP, Liang et al.)")])
+    return markdown_table(headers, rows, align="lrrl")

@@ -1,0 +1,127 @@
+"""Recipes of the autoencoders chapter: each trains, each is judged, and the shipped checkpoints still hold."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from text2image import checkpoints, recipes
+from text2image.models import autoencoder_recipes as R
+from text2image.train import Trainer, read_log
+from text2image.world.scene import Object, Scene
+
+TRAINED = ("percept", *R.MODELS, R.sweep_name(16))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A throwaway book root, so smoke runs never touch build/ or data/ of the repository."""
+    (tmp_path / "_quarto.yml").write_text("project:\n  type: book\n")
+    monkeypatch.setenv("TEXT2IMAGE_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    a, b = R.world_batch(3, 4), R.world_batch(3, 4)
+    assert torch.equal(a, b) and not torch.equal(a, R.world_batch(4, 4))
+    assert a.shape == (4, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_each_recipe_lowers_its_loss_on_a_fixed_batch(name, project):
+    recipe = recipes.get(name)
+    model = recipe.build("smoke")
+    loss_fn, batch_fn, eval_fn = recipe.task(model, "smoke")
+    first = batch_fn(0)
+    steps = 8
+    if isinstance(first, tuple) and len(first) == 2 and isinstance(first[1], int):
+        fixed = lambda step: (first[0], step)  # noqa: E731  (keeps the step: schedules, restarts, GAN start)
+    else:
+        fixed = lambda step: first  # noqa: E731
+    config = replace(recipe.config("smoke"), steps=steps, log_every=1, checkpoint_every=steps, warmup=1, lr=3e-3)
+    trainer = Trainer(model, loss_fn, fixed, config, project / "run", eval_fn=None)
+    trainer.fit(progress=False)
+    rows = read_log(project / "run")
+    key = next(k for k in ("mse", "l1", "loss") if k in rows[0])  # the reconstruction term (the GAN's adds noise)
+    losses = [row[key] for row in rows]
+    assert len(losses) == steps
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+
+
+def test_eval_reports_psnr_oracle_agreement_and_codebook_use(project):
+    vq = recipes.get("vqvae").build("smoke")
+    metrics = R.evaluate(vq, n=8)
+    assert {"psnr", "mse", "codebook_usage", "codebook_perplexity"} <= set(metrics)
+    assert "oracle_agreement" in metrics or R._oracle_parse() is None
+    plain = recipes.get("ae").build("smoke")
+    assert "codebook_usage" not in R.evaluate(plain, n=8)
+
+
+def test_the_oracle_agrees_with_itself_on_clean_images():
+    scenes, images, _ = R.test_set(16)
+    if R._oracle_parse() is None:
+        pytest.skip("the world has no oracle yet")
+    assert R.oracle_agreement(images, scenes) == 1.0
+    assert R.oracle_agreement(torch.zeros_like(images), scenes) == 0.0
+
+
+def test_same_scene_matches_objects_in_any_order_within_a_pixel():
+    a = Object("circle", "red", "large", 0.3, 0.3)
+    b = Object("square", "blue", "small", 0.7, 0.6)
+    scene = Scene((a, b))
+    assert R.same_scene([b, a], scene)
+    assert R.same_scene([Object("circle", "red", "large", 0.3 + 0.5 / 32, 0.3), b], scene)
+    assert not R.same_scene([Object("circle", "red", "large", 0.3 + 2 / 32, 0.3), b], scene)
+    assert not R.same_scene([Object("circle", "green", "large", 0.3, 0.3), b], scene)
+    assert not R.same_scene([a], scene)
+
+
+def test_code_usage_is_part_of_the_resumable_state():
+    model = recipes.get("vqvae").build("smoke")
+    assert "usage" in model.state_dict()
+    assert model.usage.sum().item() == pytest.approx(1.0)
+    assert recipes.get("vqvae").export(model) is model.vq
+
+
+def test_the_smoke_sweep_writes_its_results(project):
+    results = R.rate_distortion("smoke", progress=False)
+    assert [r["codebook_size"] for r in results] == list(R.SWEEP_SIZES["smoke"])
+    assert results[0]["bits_per_image"] == 64 * 2
+    saved = json.loads(R.sweep_file("smoke").read_text())
+    assert saved[0]["recipe"]["extra"]["codebook_size"] == R.SWEEP_SIZES["smoke"][0]
+
+
+# --------------------------------------------------------------------------- the shipped checkpoints
+
+SHIPPED = [name for name in ("percept", *R.MODELS) if (checkpoints.checkpoint_dir(name) / "manifest.json").is_file()]
+
+
+@pytest.mark.parametrize("name", SHIPPED or [pytest.param("none", marks=pytest.mark.skip("no shipped checkpoint"))])
+def test_shipped_checkpoints_reproduce_their_manifest(name):
+    model, manifest = recipes.load_or_train(name, "cpu", progress=False)
+    folder = checkpoints.checkpoint_dir(name)
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 10 * 2**20
+    assert manifest["profile"] == "cpu"
+    expected = manifest["metrics"]
+    if name == "percept":
+        measured = recipes.get("percept").task(model, "cpu")[2](model)
+        for key, value in expected.items():
+            assert measured[key] == pytest.approx(value, abs=0.01), key
+        return
+    with torch.no_grad():  # a small sample of the manifest's test scenes, so the tolerances are loose
+        measured = R.evaluate(model, n=128)
+    assert measured["psnr"] == pytest.approx(expected["psnr"], abs=1.0)  # a broken checkpoint loses far more
+    if "oracle_agreement" in expected:
+        assert measured["oracle_agreement"] >= expected["oracle_agreement"] - 0.06
+    if "codebook_usage" in expected:  # fewer images see fewer codes, never more
+        assert expected["codebook_usage"] - 0.2 <= measured["codebook_usage"] <= expected["codebook_usage"] + 0.02
+
+def test_the_shipped_sweep_matches_its_recipes():
+    path = R.sweep_file("cpu")
+    if not path.is_file():
+        pytest.skip("no shipped rate-distortion sweep")
+    cached = json.loads(path.read_text())
+    assert [r["codebook_size"] for r in cached] == list(R.SWEEP_SIZES["cpu"])
+    assert R.rate_distortion("cpu") == cached  # read back, not recomputed

@@ -1,0 +1,226 @@
+"""The small CLIP: loss and temperature, training moves, hard negatives, scoring helpers, shipped checkpoints."""
+
+import collections
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from text2image import checkpoints, clip_eval, recipes
+from text2image.models import clip as M
+from text2image.models import clip_recipes as R
+from text2image.world import parse_caption, splits
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return M.build(M.SIZES["smoke"])
+
+
+def relation_examples(n=5):
+    return [e for e in splits.examples("train", 0, 80) if e.prompt.kind == "relation"][:n]
+
+
+# ----------------------------------------------------------------------------- model and loss
+
+def test_config_follows_the_world_tokenizer(tiny):
+    from text2image import text
+    tc = tiny.config.text_config
+    assert tc.vocab_size == len(text.tokenizer()) and tc.max_position_embeddings == text.MAX_LENGTH
+    assert (tc.pad_token_id, tc.bos_token_id, tc.eos_token_id) == (0, 1, 2)
+    assert tiny.config.vision_config.image_size == 32
+
+
+def test_logit_scale_starts_at_one_over_007_and_is_clamped_at_100(tiny):
+    model = M.build(M.SIZES["smoke"])
+    assert math.isclose(float(model.logit_scale.detach()), math.log(1 / 0.07), rel_tol=1e-6)
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    value = M.clamp_logit_scale(model)
+    assert math.isclose(float(model.logit_scale.detach()), math.log(100), rel_tol=1e-6)
+    assert math.isclose(float(value.detach().exp()), 100.0, rel_tol=1e-5)
+    z = F.normalize(torch.randn(4, 8), dim=-1)
+    _, metrics = M.contrastive_loss(z, z, torch.tensor(10.0))
+    assert math.isclose(float(metrics["scale"]), 100.0, rel_tol=1e-5)
+
+
+def test_loss_is_symmetric_infonce_and_negatives_only_count_as_negatives():
+    torch.manual_seed(0)
+    img, txt = F.normalize(torch.randn(6, 8), dim=-1), F.normalize(torch.randn(6, 8), dim=-1)
+    scale = torch.tensor(math.log(1 / 0.07))
+    loss, m = M.contrastive_loss(img, txt, scale)
+    logits = scale.exp() * img @ txt.T
+    target = torch.arange(6)
+    expected = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    assert torch.allclose(loss, expected)
+    extra = F.normalize(torch.randn(3, 8), dim=-1)
+    _, m2 = M.contrastive_loss(img, torch.cat([txt, extra]), scale, n_pairs=6)
+    assert torch.allclose(m2["t2i"], m["t2i"])  # negatives never act as queries
+    assert m2["i2t"] > m["i2t"]  # but every image must beat them too
+    aligned, _ = M.contrastive_loss(img, img, scale)
+    assert aligned < loss
+
+
+def test_pooling_is_at_the_first_eos(tiny):
+    enc = M.tokens(["a red circle", "there are two blue squares"])
+    hidden, pooled = M.text_states(tiny, enc["input_ids"], enc["attention_mask"])
+    for row in range(2):
+        eos = int((enc["input_ids"][row] == 2).nonzero()[0])
+        assert torch.allclose(pooled[row], hidden[row, eos])
+    trimmed = M.tokens(["a red circle"])
+    padded = M.tokens(["a red circle"], trim=False)
+    assert trimmed["input_ids"].shape[1] == 5 and padded["input_ids"].shape[1] == 32
+    a = M.text_features(tiny, **trimmed)
+    b = M.text_features(tiny, **padded)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_few_steps_lower_the_loss():
+    model = M.build(M.SIZES["smoke"])
+    batch = R.batch(0, 16, negatives=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss, _ = M.loss_fn(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.2
+
+
+# ----------------------------------------------------------------------------- hard negatives
+
+def test_relation_negative_reverses_the_relation_only():
+    for e in relation_examples():
+        neg = M.reverse_relation(e.caption)
+        assert neg != e.caption.text
+        i, rel, j = e.prompt.relation
+        read = parse_caption(neg).prompt
+        assert read.specs == e.prompt.specs
+        assert read.relation[1] != rel and {read.relation[1], rel} in ({"left", "right"}, {"above", "below"})
+        changed = [a for a, b in zip(e.caption.words, neg.replace(",", " ,").split()) if a != b]
+        assert len(changed) == 1
+
+
+def test_attribute_swap_keeps_the_words_and_is_false_of_the_scene():
+    found = 0
+    for e in splits.examples("train", 0, 120):
+        neg = M.swap_attributes(e.caption, e.scene)
+        if neg is None:
+            continue
+        found += 1
+        assert neg != e.caption.text
+        assert collections.Counter(neg.split()) == collections.Counter(e.caption.text.split())
+        specs = parse_caption(neg).prompt.specs
+        assert not all(any(s.matches(o) for o in e.scene.objects) for s in specs)
+    assert found > 20
+
+
+def test_exchanged_objects_are_the_same_bag_of_words():
+    for e in relation_examples():
+        neg = M.exchange_objects(e.caption)
+        assert neg != e.caption.text
+        assert sorted(neg.split()) == sorted(e.caption.text.split())
+        read = parse_caption(neg).prompt
+        assert read.specs == e.prompt.specs[::-1]
+
+
+def test_batches_put_the_hard_negatives_after_the_captions():
+    plain, hard = R.batch(3, 8, negatives=False), R.batch(3, 8, negatives=True)
+    assert torch.equal(plain["pixel_values"], hard["pixel_values"])
+    assert plain["n_negatives"] == 0 and hard["n_negatives"] > 0
+    assert hard["input_ids"].shape[0] == 8 + hard["n_negatives"]
+    examples = splits.examples("train", 24, 32)
+    expected = [t for e in examples for t in M.hard_negatives(e.caption, e.scene).values()]
+    assert M.tokens(expected)["input_ids"].tolist() == hard["input_ids"][8:, :M.tokens(expected)["input_ids"].shape[1]].tolist()
+    assert torch.equal(R.batch(3, 8, negatives=True)["input_ids"], hard["input_ids"])  # pure in the step
+
+
+# ----------------------------------------------------------------------------- scoring on hand-built matrices
+
+def test_recall_at_k_on_a_hand_built_matrix():
+    sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1], [0.1, 0.2, 0.3]])
+    assert clip_eval.recall_at_k(sim, 1) == pytest.approx(2 / 3)
+    assert clip_eval.recall_at_k(sim, 2) == 1.0
+    # rows 0 and 1 share a caption text: row 1 retrieving column 0 is right
+    assert clip_eval.recall_at_k(sim, 1, groups=[0, 0, 1]) == 1.0
+
+
+def test_probe_and_ranking_scores():
+    assert clip_eval.probe_accuracy(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.9, 0.2]])) == pytest.approx(
+        (1 + 0 + 0.5 + 1) / 4)
+    r = clip_eval.ranking_scores(np.array([[3, 2, 1], [3, 1, 2], [1, 2, 3], [2, 1, 0]]))
+    assert r["order"] == 0.5 and r["match_over_partial"] == 0.75 and r["match_over_unrelated"] == 0.75
+
+
+def test_ranking_triples_have_the_right_kinds_of_caption():
+    p = clip_eval.pool("test", 60)
+    keep, triples = clip_eval.ranking_triples(p)
+    assert len(keep) > 30
+    unrelated_free = 0
+    for i, (match, partial, unrelated) in zip(keep, triples):
+        e = p.examples[i]
+        assert match == e.caption.text and partial != match
+        assert sum(a != b for a, b in zip(match.split(), partial.split())) == 1
+        specs = parse_caption(unrelated).prompt.specs
+        shared = {s.shape for s in specs} & {o.shape for o in e.scene.objects}
+        shared |= {s.colour for s in specs} & {o.colour for o in e.scene.objects}
+        unrelated_free += not shared
+    assert unrelated_free > 0.9 * len(keep)  # almost always nothing in common
+
+
+def test_confusion_and_modality_gap():
+    c = clip_eval.confusion(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3)
+    assert c.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    assert clip_eval.modality_gap(a, b) == pytest.approx(math.sqrt(2))
+    assert clip_eval.modality_gap(a, a) == 0
+
+
+def test_slerp_stays_on_the_sphere_at_constant_speed():
+    torch.manual_seed(1)
+    a, b = torch.randn(16), torch.randn(16)
+    ua, ub = F.normalize(a, dim=0), F.normalize(b, dim=0)
+    assert torch.allclose(M.slerp(a, b, 0.0), ua, atol=1e-6)
+    assert torch.allclose(M.slerp(a, b, 1.0), ub, atol=1e-6)
+    omega = torch.arccos(ua @ ub)
+    for t in (0.1, 0.3, 0.5, 0.8):
+        z = M.slerp(a, b, t)
+        assert float(z.norm()) == pytest.approx(1.0, abs=1e-5)
+        assert float(torch.arccos((z @ ua).clamp(-1, 1))) == pytest.approx(t * float(omega), abs=1e-4)
+    assert float(M.lerp(a, b, 0.5).norm()) < 1.0
+
+
+def test_zero_shot_templates_and_ensembles(tiny):
+    for attribute in clip_eval.ATTRIBUTES:
+        families = clip_eval.templates(attribute)
+        assert {"{}", "ensemble"} <= set(families)
+        for family in families.values():
+            M.tokens([t.text("two" if attribute == "count" else "small" if attribute == "size" else "red"
+                             if attribute == "colour" else "circle") for t in family])  # every word is known
+    p = clip_eval.pool("test", 60)
+    report = clip_eval.zero_shot_report(tiny, p, ("colour",))
+    assert report["colour"]["confusion"].sum() == report["colour"]["n"] > 0
+
+
+# ----------------------------------------------------------------------------- shipped checkpoints
+
+@pytest.mark.parametrize("name", ["clip", "clip-negatives"])
+def test_shipped_checkpoint_reproduces_its_manifest(name):
+    folder = checkpoints.checkpoint_dir(name)
+    if not (folder / checkpoints.MANIFEST).is_file():
+        pytest.skip(f"no shipped checkpoint for {name}")
+    manifest = checkpoints.read_manifest(folder)
+    model = checkpoints.load(M.CLIPModel, folder)
+    assert sum(p.numel() for p in model.parameters()) == manifest["parameters"]
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 10 * 2**20
+    # the manifest's metrics were measured on the fp32 weights over the small validation pool of
+    # the recipe; the shipped fp16 weights must give them back
+    measured = clip_eval.training_metrics(model, R.eval_pool(manifest["profile"]))
+    for key in ("zero_shot_shape", "zero_shot_colour", "probe_relation", "probe_attribute", "gap"):
+        assert measured[key] == pytest.approx(manifest["metrics"][key], abs=0.02), key
