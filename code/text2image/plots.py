@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 from matplotlib.ticker import ScalarFormatter
 
@@ -54,6 +56,21 @@ def subplots(*args, **kwargs):
     for ax in getattr(axes, "flat", [axes]):
         localise(ax)
     return fig, axes
+
+
+def show_image(ax, image) -> None:
+    """An image as pixels: nearest interpolation (32 px images stay sharp), no ticks, grid or frame."""
+    ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def wrap(text: str, width: int = 26) -> str:
+    """A caption over a small panel, broken into lines of at most ``width`` characters."""
+    return "\n".join(textwrap.wrap(text, width))
 
 
 setup()

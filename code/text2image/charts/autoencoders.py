@@ -14,7 +14,8 @@ import torch
 
 from text2image import lang
 from text2image.models import autoencoder_recipes as R
-from text2image.plots import subplots
+from text2image.charts.world import colour_name, shape_name
+from text2image.plots import show_image, subplots
 from text2image.world.scene import COLOURS, SHAPES, place
 
 MODEL_COLOURS = {"ae": "#444444", "vae": "#1f77b4", "vqvae": "#2ca02c", "vqvae-nofix": "#98df8a",
@@ -35,24 +36,6 @@ def model_name(name: str) -> str:
     }.get(name, name)
 
 
-def shape_name(shape: str) -> str:
-    return lang.tr({"circle": "cercle", "square": "carré", "triangle": "triangle", "diamond": "losange",
-                    "cross": "croix"}[shape], shape)
-
-
-def colour_name(colour: str) -> str:
-    return lang.tr({"red": "rouge", "yellow": "jaune", "green": "vert", "cyan": "cyan", "blue": "bleu",
-                    "magenta": "magenta"}[colour], colour)
-
-
-def _show(ax, image: np.ndarray) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
 
 # ----------------------------------------------------------------------------- reconstructions
 
@@ -67,7 +50,7 @@ def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor,
     fig, axes = subplots(len(rows), n, figsize=(1.15 * n + 1.3, 1.15 * len(rows)), squeeze=False)
     for r, (label, batch) in enumerate(rows):
         for c in range(n):
-            _show(axes[r][c], batch[c])
+            show_image(axes[r][c], batch[c])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     fig.subplots_adjust(left=0.14, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.08)
     return fig
@@ -105,7 +88,7 @@ def token_grids(model: torch.nn.Module, images: torch.Tensor, n: int = 4):
     fig, axes = subplots(2, n, figsize=(2.3 * n, 4.8), squeeze=False)
     pictures = R.to_uint8(images)
     for c in range(n):
-        _show(axes[0][c], pictures[c])
+        show_image(axes[0][c], pictures[c])
         ax = axes[1][c]
         ax.imshow(grid[c] % 20, cmap="tab20", interpolation="nearest", vmin=0, vmax=19, alpha=0.55)
         for i in range(grid.shape[1]):
@@ -181,7 +164,7 @@ def interpolation(models: Mapping[str, torch.nn.Module], steps: int = 8):
     for r, (label, batch) in enumerate(rows):
         pictures = R.to_uint8(batch)
         for c in range(steps):
-            _show(axes[r][c], pictures[c])
+            show_image(axes[r][c], pictures[c])
             if r == 0:
                 axes[r][c].set_title(f"t = {lang.number(float(t[c]), 2)}", fontsize=8.5)
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)

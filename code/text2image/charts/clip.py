@@ -8,7 +8,6 @@ they are what the model reads.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 
 from text2image import clip_eval, lang, recipes
 from text2image.charts.world import colour_name, shape_name
-from text2image.plots import subplots
+from text2image.plots import show_image, subplots, wrap
 from text2image.tables import markdown_table
 from text2image.train import read_log
 
@@ -58,17 +57,6 @@ def label_name(attribute: str, label: str) -> str:
     return lang.tr(NUMBER_FR[label], label)
 
 
-def _show(ax, image) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def _wrap(text: str, width: int = 24) -> str:
-    return "\n".join(textwrap.wrap(text, width))
 
 
 # ----------------------------------------------------------------------------- training
@@ -175,13 +163,13 @@ def ranking_examples(pool: clip_eval.Pool, ranking: dict, n: int = 4):
     fig, axes = subplots(1, n, figsize=(3.3 * n, 4.2))
     for ax, k in zip(np.ravel(axes), range(n)):
         i = ranking["images"][k]
-        _show(ax, pool.images[i])
+        show_image(ax, pool.images[i])
         lines = []
         for name, caption, score in zip(("match", "partial", "unrelated"), ranking["triples"][k],
                                         ranking["scores"][k]):
             colon = lang.tr("\u00a0:", ":")
             lines.append(f"{lang.tr(*RANKING_NAMES[name])} ({lang.number(float(score), 2)}){colon}\n"
-                         + _wrap(caption, 30))
+                         + wrap(caption, 30))
         ax.set_xlabel("\n".join(lines), fontsize=7.5, loc="left")
     fig.tight_layout()
     return fig
@@ -275,9 +263,9 @@ def slerp_chart(path: Sequence[dict], pool: clip_eval.Pool):
     """Each point of a spherical path, decoded by retrieval: nearest image and nearest caption."""
     fig, axes = subplots(1, len(path), figsize=(1.9 * len(path), 3.2))
     for ax, point in zip(np.ravel(axes), path):
-        _show(ax, pool.images[point["image"]])
+        show_image(ax, pool.images[point["image"]])
         ax.set_title(f"t = {lang.number(point['t'], 2)}", fontsize=9)
-        ax.set_xlabel(_wrap(point["captions"][0], 16), fontsize=7.5)
+        ax.set_xlabel(wrap(point["captions"][0], 16), fontsize=7.5)
     fig.tight_layout()
     return fig
 

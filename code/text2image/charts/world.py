@@ -7,7 +7,6 @@ pixel by pixel (nearest-neighbour), so what the reader sees is what the models s
 
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
 from typing import Mapping, Sequence
 
@@ -15,7 +14,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from text2image import lang
-from text2image.plots import subplots
+from text2image.plots import show_image, subplots, wrap
 from text2image.tables import markdown_table
 from text2image.world import captions as C
 from text2image.world import degrade, oracle, splits
@@ -40,17 +39,6 @@ def colour_name(colour: str) -> str:
     return lang.tr(COLOUR_FR[colour], colour)
 
 
-def _show(ax, image) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def _wrap(text: str, width: int = 26) -> str:
-    return "\n".join(textwrap.wrap(text, width))
 
 
 def sample_examples(per_kind: int = 3, split: str = "train") -> list[splits.Example]:
@@ -71,8 +59,8 @@ def gallery(examples: Sequence[splits.Example], resolution: int = 32, columns: i
     rows = int(np.ceil(len(examples) / columns))
     fig, axes = subplots(rows, columns, figsize=(2.3 * columns, 2.75 * rows))
     for ax, e, image in zip(np.ravel(axes), examples, images):
-        _show(ax, image)
-        ax.set_title(_wrap(e.caption.text), fontsize=8.5, loc="left")
+        show_image(ax, image)
+        ax.set_title(wrap(e.caption.text, 26), fontsize=8.5, loc="left")
     for ax in np.ravel(axes)[len(examples):]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -85,17 +73,17 @@ def resolutions(example: splits.Example):
     large, _ = render([example.scene], 64)
     n = len(example.scene)
     fig, axes = subplots(1, 3, figsize=(9, 3.3))
-    _show(axes[0], small[0])
+    show_image(axes[0], small[0])
     axes[0].set_title("32 × 32 px")
-    _show(axes[1], large[0])
+    show_image(axes[1], large[0])
     axes[1].set_title("64 × 64 px")
     overlay = np.zeros((32, 32, 3))
     for k in range(n):
         rgb = np.array([int(MASK_COLOURS[k][i:i + 2], 16) for i in (1, 3, 5)]) / 255
         overlay[masks[0, k]] = rgb
-    _show(axes[2], overlay)
+    show_image(axes[2], overlay)
     axes[2].set_title(lang.tr(f"{n} masques exacts", f"{n} exact masks"))
-    fig.suptitle(_wrap(example.caption.text, 80), fontsize=10)
+    fig.suptitle(wrap(example.caption.text, 80), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -106,17 +94,17 @@ def grounding(example: splits.Example, resolution: int = 32):
     nouns = example.caption.nouns
     fig, axes = subplots(1, 1 + len(nouns), figsize=(2.4 * (1 + len(nouns)), 3.0))
     axes = np.ravel(axes)
-    _show(axes[0], images[0])
+    show_image(axes[0], images[0])
     axes[0].set_title(lang.tr("image", "image"))
     for ax, g in zip(axes[1:], nouns):
         union = masks[0, list(g.objects)].any(axis=0)
         shown = images[0].astype(float) * 0.25 / 255
         shown[union] = images[0][union] / 255
-        _show(ax, shown)
+        show_image(ax, shown)
         ax.contour(union.astype(float), levels=[0.5], colors="white", linewidths=1.2)
         ax.set_title(lang.tr(f"« {g.word} » (jeton {g.token_index})", f'"{g.word}" (token {g.token_index})'),
                      fontsize=10)
-    fig.suptitle(_wrap(example.caption.text, 90), fontsize=10)
+    fig.suptitle(wrap(example.caption.text, 90), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -174,7 +162,7 @@ def degradations(example: splits.Example, resolution: int = 32, seed: int = 0):
     for ax, name in zip(axes, names):
         image = images[0] if name == "clean" else degrade.degrade(images[0], name, np.random.default_rng(seed))
         found = oracle.parse(image)
-        _show(ax, image)
+        show_image(ax, image)
         ok = _same(example.scene, found)
         ax.set_title(lang.tr(*DEGRADATION_NAMES[name]), fontsize=10)
         mark = "✓" if ok else "✗"
@@ -236,7 +224,7 @@ def palette():
     images, _ = render(scenes, 32)
     fig, axes = subplots(2, len(SHAPES), figsize=(2.0 * len(SHAPES), 5.0))
     for k, (ax, image, s) in enumerate(zip(np.ravel(axes), images, scenes)):
-        _show(ax, image)
+        show_image(ax, image)
         o = s.objects[0]
         size = lang.tr({"small": "petit", "large": "grand"}[o.size], o.size)
         ax.set_title(lang.tr(f"{shape_name(o.shape)} {colour_name(o.colour)}\n{size}",
