@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from text2image import clip_eval, lang, recipes
+from text2image import clip_eval, lang, pretrained, recipes
 from text2image.charts.world import colour_name, shape_name
 from text2image.plots import show_image, subplots, wrap
 from text2image.tables import markdown_table
@@ -346,3 +346,16 @@ def measured_table(results: Mapping[str, dict], manifests: Mapping[str, dict], i
                  lang.number(base["geometry"]["gap"], 2), lang.number(neg["geometry"]["gap"], 2),
                  lang.tr("0,82 (CLIP, Liang et al.)", "0.82 (CLIP, Liang et al.)")])
     return markdown_table(headers, rows, align="lrrl")
+
+
+def real_weights_note(pool, limit: int = 500) -> str:
+    """One sentence for the real-weights section: CLIP ViT-B/32's ranking on our images, or why it did not run."""
+    if not pretrained.clip_available():
+        return lang.tr(
+            "Les poids de openai/clip-vit-base-patch32 ne sont pas sur cette machine\u00a0: cette section n'a pas été exécutée.",
+            "The weights of openai/clip-vit-base-patch32 are not on this machine: this section was not run.")
+    model, processor = pretrained.load_clip()
+    order = pretrained.world_caption_ranking(model, processor, pool.subset(range(min(limit, len(pool)))))["order"]
+    return lang.tr(
+        f"Sur nos images, CLIP ViT-B/32 range les trois légendes dans le bon ordre pour {lang.percent(order, 1)} d'entre elles.",
+        f"On our images, CLIP ViT-B/32 puts the three captions in the right order for {lang.percent(order, 1)} of them.")

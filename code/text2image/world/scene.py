@@ -150,28 +150,27 @@ class Scene:
         return self.objects[index]
 
 
+def _check(kind: str, value: str, allowed) -> str:
+    """``value`` if the world knows it, else an error that lists what it knows."""
+    if value not in allowed:
+        raise WorldError(f"unknown {kind} {value!r}; the {kind}s are: {', '.join(allowed)}")
+    return value
+
+
 def check_shape(shape: str) -> str:
-    if shape not in SHAPES:
-        raise WorldError(f"unknown shape {shape!r}; the shapes are: {', '.join(SHAPES)}")
-    return shape
+    return _check("shape", shape, SHAPES)
 
 
 def check_colour(colour: str) -> str:
-    if colour not in COLOURS:
-        raise WorldError(f"unknown colour {colour!r}; the colours are: {', '.join(COLOUR_NAMES)}")
-    return colour
+    return _check("colour", colour, COLOUR_NAMES)
 
 
 def check_size(size: str) -> str:
-    if size not in SIZES:
-        raise WorldError(f"unknown size {size!r}; the sizes are: {', '.join(SIZES)}")
-    return size
+    return _check("size", size, SIZES)
 
 
 def check_relation(relation: str) -> str:
-    if relation not in RELATIONS:
-        raise WorldError(f"unknown relation {relation!r}; the relations are: {', '.join(RELATIONS)}")
-    return relation
+    return _check("relation", relation, RELATIONS)
 
 
 def check_fits(sizes: Sequence[str]) -> None:
