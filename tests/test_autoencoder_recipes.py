@@ -125,3 +125,11 @@ def test_the_shipped_sweep_matches_its_recipes():
     cached = json.loads(path.read_text())
     assert [r["codebook_size"] for r in cached] == list(R.SWEEP_SIZES["cpu"])
     assert R.rate_distortion("cpu") == cached  # read back, not recomputed
+
+
+def test_the_vae_ships_the_scaling_factor_that_gives_its_latents_unit_variance():
+    vae = recipes.get("vae").build("smoke")
+    R.with_scaling_factor(vae, n=256)
+    latents = R.encode(vae, R.world_batch(0, 256, seed=R.SCALE_SEED)) * vae.config.scaling_factor
+    assert float(latents.std()) == pytest.approx(1.0, abs=1e-4)
+    assert float((R.encode(vae, R.world_batch(1, 256)) * vae.config.scaling_factor).std()) == pytest.approx(1.0, abs=0.1)

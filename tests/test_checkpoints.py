@@ -68,3 +68,21 @@ def test_missing_checkpoint_and_bad_manifest(tmp_path):
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(checkpoints.CheckpointError, match="not valid JSON"):
         checkpoints.read_manifest(tmp_path / "bad")
+
+
+def test_cached_results_live_until_the_weights_change(tmp_path):
+    folder = tmp_path / "lin"
+    checkpoints.save(torch.nn.Linear(3, 2), folder, {}, half=False)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    assert checkpoints.cached_result(folder, "r.json", ["a", 1], compute) == {"value": 1}
+    assert checkpoints.cached_result(folder, "r.json", ["a", 1], compute) == {"value": 1}  # read back
+    assert checkpoints.cached_result(folder, "r.json", ["a", 2], compute) == {"value": 2}  # another key
+    torch.manual_seed(1)
+    checkpoints.save(torch.nn.Linear(3, 2), folder, {}, half=False)  # retrained: new weights
+    assert checkpoints.cached_result(folder, "r.json", ["a", 2], compute) == {"value": 3}
+    assert len(calls) == 3

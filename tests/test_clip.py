@@ -139,6 +139,28 @@ def test_batches_put_the_hard_negatives_after_the_captions():
     assert torch.equal(R.batch(3, 8, negatives=True)["input_ids"], hard["input_ids"])  # pure in the step
 
 
+def test_twin_batches_pair_each_first_example_with_its_shape_twin():
+    b = R.batch(3, 8, negatives=False, twins=0.5)
+    assert b["pixel_values"].shape[0] == 8 and b["n_negatives"] == 0
+    base = splits.examples("train", 12, 16)  # 4 new examples per step, then their 4 twins
+    texts = [e.caption.text for e in base]
+    texts += [splits.shape_twin(e, np.random.default_rng([R.TWIN_SEED, 3, k])).caption.text for k, e in enumerate(base)]
+    expected = M.tokens(texts)["input_ids"]
+    assert torch.equal(b["input_ids"], expected)
+    assert torch.equal(R.batch(3, 8, negatives=False, twins=0.5)["pixel_values"], b["pixel_values"])
+
+
+def test_negclip_goes_on_from_the_baseline_on_examples_it_never_saw(tmp_path, monkeypatch):
+    (tmp_path / "_quarto.yml").write_text("project:\n  type: book\n")
+    monkeypatch.setenv("TEXT2IMAGE_ROOT", str(tmp_path))
+    baseline, _ = recipes.load_or_train("clip", "smoke", progress=False)
+    start = recipes.get("clip-negatives").build("smoke")
+    for a, b in zip(baseline.state_dict().values(), start.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    config = recipes.get("clip-negatives").config("smoke")
+    assert config.extra["first_step"] == recipes.get("clip").config("smoke").steps
+
+
 # ----------------------------------------------------------------------------- scoring on hand-built matrices
 
 def test_recall_at_k_on_a_hand_built_matrix():

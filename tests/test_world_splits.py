@@ -1,7 +1,9 @@
 """Splits: disjoint seeds, held-out compositions absent from training and present where promised."""
 
+import numpy as np
 import pytest
 
+from text2image.world import parse_caption
 from text2image.world import splits as SP
 from text2image.world.scene import WorldError
 
@@ -47,3 +49,21 @@ def test_mix_changes_kinds():
     assert {e.prompt.kind for e in only} == {"count"}
     with pytest.raises(WorldError, match="mix"):
         SP.example("train", 0, mix={"poem": 1.0})
+
+
+def test_a_shape_twin_changes_one_shape_and_nothing_else():
+    for e in SP.examples("train", 0, 300):
+        twin = SP.shape_twin(e, np.random.default_rng([5, e.index]))
+        assert twin.prompt.kind == e.prompt.kind and twin.prompt.count == e.prompt.count
+        assert twin.prompt.relation == e.prompt.relation
+        changed = [(a, b) for a, b in zip(e.prompt.specs, twin.prompt.specs) if a != b]
+        assert len(changed) == 1
+        (before, after), = changed
+        assert before.shape != after.shape and (before.colour, before.size) == (after.colour, after.size)
+        assert not SP.is_heldout(twin.prompt)
+        assert [o.colour for o in twin.scene] == [o.colour for o in e.scene]
+        assert [o.size for o in twin.scene] == [o.size for o in e.scene]
+        assert all(spec.matches(o) for o, spec in zip(twin.scene, twin.prompt.specs * twin.prompt.count))
+        assert parse_caption(twin.caption.text).prompt.specs == twin.prompt.specs
+    again = SP.shape_twin(e, np.random.default_rng([5, e.index]))
+    assert again == twin  # a pure function of its random stream

@@ -128,3 +128,38 @@ def load(cls: type[torch.nn.Module], folder: str | Path, model: torch.nn.Module 
             f"{weights}: does not fit {getattr(cls, '__name__', cls)} as configured ({first}); {retrain_hint(folder.name)}"
         ) from error
     return loaded.float().eval()
+
+
+def weights_digest(folder: str | Path) -> str:
+    """A short digest of a checkpoint's safetensors files ("none" when there are none)."""
+    import hashlib
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return "none"
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_result(folder: str | Path, filename: str, key: Any, compute) -> Any:
+    """``compute()``, cached as JSON in a checkpoint folder and reused while ``key`` and the weights are unchanged.
+
+    Heavy evaluations of a shipped model (a chapter's tables) run once; the file
+    travels with the weights it was computed from, and a retrained model (new
+    weights, new digest) recomputes it.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    full_key = hashlib.sha256(json.dumps([weights_digest(folder), key], default=str).encode()).hexdigest()[:16]
+    path = folder / filename
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == full_key:
+            return stored["result"]
+    result = compute()
+    if folder.is_dir():
+        paths.write_text_atomic(path, json.dumps({"key": full_key, "result": result}, default=str) + "\n")
+    return result

@@ -368,29 +368,19 @@ def _jsonable(value):
 def analyse_cached(name: str, model, p: Pool, split: str, profile: str | None = None, keep_scores: int = 16) -> dict:
     """:func:`analyse` of a recipe's checkpoint, cached as JSON next to the checkpoint it came from.
 
-    The key covers the weights (a digest of the safetensors file), the pool and
-    :data:`ANALYSIS_VERSION`; per-image ranking scores are kept for the first
-    ``keep_scores`` images only (what the figures show).
+    The key covers the weights, the pool and :data:`ANALYSIS_VERSION`; per-image
+    ranking scores are kept for the first ``keep_scores`` images only (what the figures show).
     """
-    import hashlib
-    import json
-
-    from text2image import paths, profiles, recipes
+    from text2image import checkpoints, profiles, recipes
 
     profile = profiles.check(profile) if profile else profiles.current()
     folder = recipes.checkpoint_folder(name, profile)
-    weights = folder / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "none"
-    key = hashlib.sha256(json.dumps([digest, split, len(p), ANALYSIS_VERSION]).encode()).hexdigest()[:16]
-    path = folder / f"analysis-{split}-{len(p)}.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            return stored["result"]
-    result = analyse(model, p)
-    for field in ("scores", "triples", "images"):
-        result["ranking"][field] = result["ranking"][field][:keep_scores]
-    result = _jsonable(result)
-    if profile != "smoke" or folder.is_dir():
-        paths.write_text_atomic(path, json.dumps({"key": key, "result": result}, indent=None) + "\n")
-    return result
+
+    def compute() -> dict:
+        result = analyse(model, p)
+        for field in ("scores", "triples", "images"):
+            result["ranking"][field] = result["ranking"][field][:keep_scores]
+        return _jsonable(result)
+
+    return checkpoints.cached_result(folder, f"analysis-{split}-{len(p)}.json", [split, len(p), ANALYSIS_VERSION],
+                                     compute)

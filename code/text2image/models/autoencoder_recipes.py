@@ -38,6 +38,7 @@ from text2image.world.scene import COLOUR_NAMES, SHAPES, random_scene
 RESOLUTION = 32
 TRAIN_SEED = 4        # data seed of every autoencoder's training batches
 TEST_SEED = 1_000_003  # a disjoint stream for the test scenes
+SCALE_SEED = 2_000_003  # the images that set the VAE's latent scaling factor
 CODEBOOK = 256
 CODE_DIM = 16
 RESTART_EVERY = 25        # dead-code restarts: how often codes are checked,
@@ -46,11 +47,11 @@ RESTART_THRESHOLD = 0.03  # and the share of uniform use under which a code coun
 # One architecture per profile, shared by all five models ("the same budget").
 SIZES = {
     "smoke": dict(channels=[8, 16, 16], groups=4),
-    "cpu": dict(channels=[32, 64, 64], groups=16),
+    "cpu": dict(channels=[16, 32, 64], groups=8),
     "gpu": dict(channels=[64, 128, 128], groups=32),
 }
-STEPS = {"smoke": 6, "cpu": 240, "gpu": 8000}
-BATCH = {"smoke": 8, "cpu": 64, "gpu": 128}
+STEPS = {"smoke": 6, "cpu": 2000, "gpu": 8000}
+BATCH = {"smoke": 8, "cpu": 32, "gpu": 128}
 TEST_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}
 MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")
 SWEEP_SIZES = {"smoke": (4, 16), "cpu": (4, 16, 64, 256), "gpu": (4, 16, 64, 256, 1024, 4096)}
@@ -269,6 +270,20 @@ def evaluate(model: torch.nn.Module, n: int | None = None, profile: str | None =
     return metrics
 
 
+MEASURE_VERSION = 1  # bump when evaluate() or oracle_errors() change what they report
+
+
+def measure(name: str, model: torch.nn.Module, profile: str | None = None) -> dict[str, Any]:
+    """:func:`evaluate` plus the oracle's first errors (key ``"errors"``) for a recipe's model,
+    cached next to its weights: the chapter reads the file instead of re-running the oracle."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    n = profiles.pick(TEST_IMAGES, profile)
+    folder = recipes.checkpoint_folder(name, profile)
+    return checkpoints.cached_result(
+        folder, f"measured-{n}.json", [n, MEASURE_VERSION],
+        lambda: {**evaluate(model, n), "errors": oracle_errors(model, n)})
+
+
 # ----------------------------------------------------------------------------- the perceptual network
 
 class ContentNet(torch.nn.Module):
@@ -478,12 +493,27 @@ def _vae_task(model, profile):
     return loss_fn, _batch_fn(profile, "vae"), _eval_fn(profile)
 
 
+@torch.no_grad()
+def with_scaling_factor(vae: AutoencoderKL, n: int = 1024) -> AutoencoderKL:
+    """Store ``1 / std`` of the VAE's latents in its config, as Stable Diffusion's VAE does (0.18215 there).
+
+    The diffusion chapter multiplies latents by ``vae.config.scaling_factor`` so that
+    the noise it adds meets data of unit variance. Measured on training images
+    of a stream of their own, on the latent means (what :func:`encode` returns).
+    """
+    device = _device(vae)
+    latents = torch.cat([vae.encode(chunk.to(device)).latent_dist.mode()
+                         for chunk in world_batch(0, n, seed=SCALE_SEED).split(256)])
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    return vae
+
+
 recipes.register(Recipe(
     "vae",
     build=lambda p: _seeded(lambda: ae.build_vae(channels=tuple(_extra("vae", p)["channels"]), latent_channels=4,
                                                  groups=_extra("vae", p)["groups"])),
     task=_vae_task, configs=_configs(latent_channels=4, kl_weight=1e-4), model_class=AutoencoderKL,
-    data_seed=TRAIN_SEED,
+    data_seed=TRAIN_SEED, export=with_scaling_factor,
 ))
 
 

@@ -1,16 +1,21 @@
 """Recipes of the CLIP chapter: ``clip`` (the baseline) and ``clip-negatives`` (NegCLIP-style).
 
-Both see exactly the same images and captions: the batch of step ``s`` holds
-examples ``s * B`` to ``s * B + B - 1`` of the world's training split (a pure
-function of the step, so a resumed run is exact). ``clip-negatives`` adds, for
-each caption that has them, its hard negatives (relation reversed, attributes
-swapped between two objects) as extra texts, counted only as negatives.
+The batch of step ``s`` is a pure function of ``s`` (so a resumed run is
+exact): training examples of the world, half of them followed by a *shape twin*
+(the same caption with one shape changed, see :func:`splits.shape_twin`), so
+that colours and counts alone cannot match captions to images.
+
+``clip-negatives`` is NegCLIP: it starts from the trained baseline and goes on,
+on examples the baseline never saw, with each caption's hard negatives
+(relation reversed, attributes swapped between two objects) added as extra
+texts, counted only as negatives.
 """
 
 from __future__ import annotations
 
-import functools
+from dataclasses import replace
 
+import numpy as np
 import torch
 
 from text2image import clip_eval, profiles
@@ -21,22 +26,43 @@ from text2image.world import splits
 from text2image.world.render import render
 
 EVAL_SPLIT = "val"
+TWIN_SEED = 77
 EVAL_SIZE = {"smoke": 200, "cpu": 600, "gpu": 2000}
-EVAL_EVERY = {"smoke": 0, "cpu": 100, "gpu": 500}
+EVAL_EVERY = {"smoke": 0, "cpu": 250, "gpu": 500}
 
 CONFIGS = {
     "smoke": TrainConfig(steps=4, batch_size=16, lr=1e-3, warmup=1, checkpoint_every=1000, log_every=1,
-                         weight_decay=0.1, betas=(0.9, 0.98)),
-    "cpu": TrainConfig(steps=450, batch_size=128, lr=1e-3, warmup=50, eval_every=EVAL_EVERY["cpu"],
-                       checkpoint_every=100, log_every=10, weight_decay=0.1, betas=(0.9, 0.98)),
+                         weight_decay=0.1, betas=(0.9, 0.98), extra={"twins": 0.5}),
+    "cpu": TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup=100, eval_every=EVAL_EVERY["cpu"],
+                       checkpoint_every=100, log_every=10, weight_decay=0.1, betas=(0.9, 0.98),
+                       extra={"twins": 0.5}),
     "gpu": TrainConfig(steps=12000, batch_size=256, lr=5e-4, warmup=500, eval_every=EVAL_EVERY["gpu"],
-                       checkpoint_every=500, log_every=50, weight_decay=0.1, betas=(0.9, 0.98)),
+                       checkpoint_every=500, log_every=50, weight_decay=0.1, betas=(0.9, 0.98),
+                       extra={"twins": 0.5}),
 }
 
 
-def batch(step: int, batch_size: int, negatives: bool) -> dict:
-    """Images, captions and (optionally) hard negatives of training step ``step``."""
-    examples = splits.examples("train", step * batch_size, (step + 1) * batch_size)
+def _fine_tune(profile: str, steps: int, lr: float, warmup: int) -> TrainConfig:
+    """NegCLIP's config: it goes on from the baseline, on the examples that follow the baseline's last step."""
+    base = CONFIGS[profile]
+    return replace(base, steps=steps, lr=lr, warmup=warmup, extra={**base.extra, "first_step": base.steps})
+
+
+FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 600, 3e-4, 50),
+                     "gpu": _fine_tune("gpu", 3000, 2e-4, 200)}
+
+
+def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> dict:
+    """Images, captions and (optionally) hard negatives of training step ``step``.
+
+    ``twins``: the share of the batch that is shape twins (:func:`splits.shape_twin`)
+    of the batch's first examples, each drawn from its own ``(seed, step, slot)`` stream.
+    """
+    n_twins = int(round(batch_size * twins))
+    n_base = batch_size - n_twins
+    examples = splits.examples("train", step * n_base, (step + 1) * n_base)
+    examples += [splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
+                 for k, e in enumerate(examples[:n_twins])]
     images, _ = render([e.scene for e in examples], M.RESOLUTION)
     texts = [e.caption.text for e in examples]
     n_negatives = 0
@@ -50,11 +76,12 @@ def batch(step: int, batch_size: int, negatives: bool) -> dict:
 
 def _task(negatives: bool):
     def task(model, profile):
-        config = CONFIGS[profiles.check(profile)]
+        config = (FINE_TUNE_CONFIGS if negatives else CONFIGS)[profiles.check(profile)]
+        first = config.extra.get("first_step", 0)
         device = lambda: next(model.parameters()).device
 
         def batch_fn(step):
-            b = batch(step, config.batch_size, negatives)
+            b = batch(first + step, config.batch_size, negatives, config.extra.get("twins", 0.0))
             return {k: v.to(device()) if torch.is_tensor(v) else v for k, v in b.items()}
 
         def loss(m, b):
@@ -77,6 +104,14 @@ def _build(profile: str):
     return M.build(M.SIZES[profiles.check(profile)])
 
 
-for _name, _negatives in (("clip", False), ("clip-negatives", True)):
-    register(Recipe(name=_name, build=_build, task=_task(_negatives), configs=CONFIGS,
-                    model_class=M.CLIPModel))
+def _build_from_baseline(profile: str):
+    """NegCLIP starts from a trained CLIP: the baseline's weights (trained first if missing)."""
+    from text2image.recipes import load_or_train
+
+    model, _ = load_or_train("clip", profile, progress=True)
+    return model.train()
+
+
+register(Recipe(name="clip", build=_build, task=_task(negatives=False), configs=CONFIGS, model_class=M.CLIPModel))
+register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(negatives=True),
+                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))

@@ -18,7 +18,7 @@ Compositional generalisation needs things the training set never shows:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -185,3 +185,31 @@ def example(split: str, index: int, mix: Mapping[str, float] | None = None) -> E
 
 def examples(split: str, start: int, stop: int, mix: Mapping[str, float] | None = None) -> list[Example]:
     return [example(split, i, mix) for i in range(start, stop)]
+
+
+def shape_twin(example: Example, rng) -> Example:
+    """The same prompt with one noun's shape changed, its objects placed afresh.
+
+    A twin and its original share kind, colours, sizes and count; among the
+    words that describe the scene, only a shape tells their captions apart. Put side by side in a batch, they
+    make a contrastive model look at shapes, which random batches never force
+    (there, colours and counts alone almost always tell the captions apart).
+    The twin is never a held-out composition: it belongs to the training world.
+    """
+    rng = draws(rng)
+    prompt = example.prompt
+    for _ in range(1000):
+        k = int(rng.integers(0, len(prompt.specs)))
+        shape = _pick(rng, [s for s in SHAPES if s != prompt.specs[k].shape])
+        specs = tuple(replace(s, shape=shape) if i == k else s for i, s in enumerate(prompt.specs))
+        twin = replace(prompt, specs=specs)
+        if len(pairs_of(twin)) < len(specs) or is_heldout(twin):
+            continue  # two nouns now alike, or a composition the training set must not see
+        items = [(specs[i].shape, o.colour, o.size) for o, i in zip(example.scene, _spec_of_objects(prompt))]
+        return Example(example.split, example.index, place(rng, items, prompt.relation), C.write(twin, rng))
+    raise WorldError(f"no shape twin for {example.caption.text!r}")
+
+
+def _spec_of_objects(prompt: C.Prompt) -> list[int]:
+    """The spec each scene object answers (scenes list their objects in spec order)."""
+    return [0] * prompt.count if prompt.kind == "count" else list(range(len(prompt.specs)))
