@@ -114,8 +114,12 @@ class Trainer:
         self.model = model.to(self.device)
         self.loss_fn, self.batch_fn, self.eval_fn = loss_fn, batch_fn, eval_fn
         params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+        # Weight decay on matrices only: decaying gains, biases or a learnt temperature
+        # (CLIP's logit scale) pulls them towards zero for no benefit.
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW(
-            params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
+            [g for g in groups if g["params"]], lr=config.lr, betas=config.betas
         )
         self.step = 0
         self.seconds = 0.0

@@ -33,7 +33,7 @@ EVAL_EVERY = {"smoke": 0, "cpu": 250, "gpu": 500}
 CONFIGS = {
     "smoke": TrainConfig(steps=4, batch_size=16, lr=1e-3, warmup=1, checkpoint_every=1000, log_every=1,
                          weight_decay=0.1, betas=(0.9, 0.98), extra={"twins": 0.5}),
-    "cpu": TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup=100, eval_every=EVAL_EVERY["cpu"],
+    "cpu": TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup=150, eval_every=EVAL_EVERY["cpu"],
                        checkpoint_every=100, log_every=10, weight_decay=0.1, betas=(0.9, 0.98),
                        extra={"twins": 0.5}),
     "gpu": TrainConfig(steps=12000, batch_size=256, lr=5e-4, warmup=500, eval_every=EVAL_EVERY["gpu"],
