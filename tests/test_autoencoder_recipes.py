@@ -133,3 +133,13 @@ def test_the_vae_ships_the_scaling_factor_that_gives_its_latents_unit_variance()
     latents = R.encode(vae, R.world_batch(0, 256, seed=R.SCALE_SEED)) * vae.config.scaling_factor
     assert float(latents.std()) == pytest.approx(1.0, abs=1e-4)
     assert float((R.encode(vae, R.world_batch(1, 256)) * vae.config.scaling_factor).std()) == pytest.approx(1.0, abs=0.1)
+
+
+def test_chapter_measurements_are_cached_next_to_the_weights(project):
+    model, _ = recipes.load_or_train("ae", "smoke", progress=False)
+    first = R.measure("ae", model, "smoke")
+    assert sum(first["errors"].values()) == pytest.approx(1.0)
+    assert first["errors"]["exact"] == pytest.approx(first["oracle_agreement"], abs=0.2)
+    folder = recipes.checkpoint_folder("ae", "smoke")
+    assert (folder / f"measured-{R.TEST_IMAGES['smoke']}.json").is_file()
+    assert R.measure("ae", None, "smoke") == first  # read back: the model is not even needed

@@ -150,6 +150,11 @@ def test_twin_batches_pair_each_first_example_with_its_shape_twin():
     assert torch.equal(R.batch(3, 8, negatives=False, twins=0.5)["pixel_values"], b["pixel_values"])
 
 
+def test_twins_leave_no_caption_that_colours_counts_and_sizes_single_out():
+    assert R.told_apart_without_shapes(64, twins=0.5, steps=3) == 0.0
+    assert R.told_apart_without_shapes(64, twins=0.0, steps=3) > 0.3
+
+
 def test_negclip_goes_on_from_the_baseline_on_examples_it_never_saw(tmp_path, monkeypatch):
     (tmp_path / "_quarto.yml").write_text("project:\n  type: book\n")
     monkeypatch.setenv("TEXT2IMAGE_ROOT", str(tmp_path))

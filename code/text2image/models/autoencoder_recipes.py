@@ -586,7 +586,7 @@ _register_vq("vqgan", _configs(**VQ, restarts=True, gan=True, gan_start=0.5, dis
 
 SWEEP_ARCH = {"smoke": dict(channels=[8, 16, 16], groups=4), "cpu": dict(channels=[16, 32, 32], groups=8),
               "gpu": dict(channels=[32, 64, 64], groups=16)}
-SWEEP_STEPS = {"smoke": 4, "cpu": 100, "gpu": 3000}
+SWEEP_STEPS = {"smoke": 4, "cpu": 600, "gpu": 3000}
 
 
 def sweep_name(size: int) -> str:

@@ -13,6 +13,7 @@ texts, counted only as negatives.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -52,17 +53,22 @@ FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune
                      "gpu": _fine_tune("gpu", 3000, 2e-4, 200)}
 
 
-def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> dict:
-    """Images, captions and (optionally) hard negatives of training step ``step``.
+def batch_examples(step: int, batch_size: int, twins: float = 0.0) -> list[splits.Example]:
+    """The examples of training step ``step``: new training examples, then shape twins of the first ones.
 
-    ``twins``: the share of the batch that is shape twins (:func:`splits.shape_twin`)
-    of the batch's first examples, each drawn from its own ``(seed, step, slot)`` stream.
+    ``twins``: the share of the batch that is shape twins (:func:`splits.shape_twin`),
+    each drawn from its own ``(seed, step, slot)`` stream.
     """
     n_twins = int(round(batch_size * twins))
     n_base = batch_size - n_twins
     examples = splits.examples("train", step * n_base, (step + 1) * n_base)
-    examples += [splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
-                 for k, e in enumerate(examples[:n_twins])]
+    return examples + [splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
+                       for k, e in enumerate(examples[:n_twins])]
+
+
+def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> dict:
+    """Images, token ids and (optionally) hard negatives of training step ``step`` (see :func:`batch_examples`)."""
+    examples = batch_examples(step, batch_size, twins)
     images, _ = render([e.scene for e in examples], M.RESOLUTION)
     texts = [e.caption.text for e in examples]
     n_negatives = 0
@@ -72,6 +78,24 @@ def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> di
         n_negatives = len(extra)
     enc = M.tokens(texts)
     return {"pixel_values": M.pixels(images), **enc, "n_negatives": n_negatives}
+
+
+def told_apart_without_shapes(batch_size: int, twins: float, steps: int = 20) -> float:
+    """Share of the captions of a training batch that what they say *besides shapes* already singles out.
+
+    What a caption says is its prompt (kind, count, relation, colour and size of
+    each noun), whatever its sentence frame. A caption singled out without its
+    shapes can be matched to its image without looking at any shape, so the
+    contrastive loss gives it no reason to learn shapes.
+    """
+    singled = total = 0
+    for step in range(steps):
+        prompts = [e.prompt for e in batch_examples(step, batch_size, twins)]
+        blind = [(p.kind, p.count, p.relation, tuple((s.colour, s.size) for s in p.specs)) for p in prompts]
+        counts = Counter(blind)
+        singled += sum(counts[b] == 1 for b in blind)
+        total += len(blind)
+    return singled / total
 
 
 def _task(negatives: bool):
