@@ -75,10 +75,26 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 def test_killed_run_loses_at_most_one_interval(tmp_path):
     batch_fn, loss_fn = make_problem()
-    trainer = train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), tmp_path, device="cpu")
-    trainer.fit(progress=False)  # state at step 40, as if killed right after
-    longer = train.Trainer(new_model(), loss_fn, batch_fn, config(), tmp_path, device="cpu")
-    assert longer.load_state() and longer.step == 40
+
+    def dying_batch_fn(step):
+        if step == 47:  # an error nobody catches, like a killed process: no state is saved at 47
+            raise RuntimeError("killed")
+        return batch_fn(step)
+
+    trainer = train.Trainer(new_model(), loss_fn, dying_batch_fn, config(), tmp_path, device="cpu")
+    with pytest.raises(RuntimeError):
+        trainer.fit(progress=False)
+    again = train.Trainer(new_model(), loss_fn, batch_fn, config(), tmp_path, device="cpu")
+    assert again.load_state() and again.step == 40
+
+
+def test_a_run_with_another_config_starts_afresh(tmp_path, capsys):
+    batch_fn, loss_fn = make_problem()
+    train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), tmp_path, device="cpu").fit(progress=False)
+    other = train.Trainer(new_model(), loss_fn, batch_fn, config(lr=5e-3), tmp_path, device="cpu")
+    assert not other.load_state() and other.step == 0
+    assert "another config" in capsys.readouterr().out
+    assert not (tmp_path / train.LOG_CSV).exists()  # the old run's log would mix two runs
 
 
 def test_non_finite_loss_is_a_clear_error(tmp_path):

@@ -147,6 +147,8 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
         fresh = not (folder / checkpoints.MANIFEST).is_file()
         if not fresh and profile == "gpu":
             fresh = checkpoints.read_manifest(folder).get("profile") != "gpu"
+        if not fresh and profile == "smoke":  # throwaway models: retrain when the recipe changed
+            fresh = checkpoints.read_manifest(folder).get("recipe") != as_json(recipe.config(profile))
         if fresh:
             print(f"{name}: no checkpoint for profile {profile} in {folder}; training it now")
             train(name, profile, progress=progress)

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,6 +163,11 @@ class Trainer:
         if not (folder / "trainer.json").is_file():
             return False
         meta = json.loads((folder / "trainer.json").read_text())
+        if meta.get("config") != json.loads(json.dumps(asdict(self.config), default=str)):
+            print(f"{self.run_dir}: the interrupted run there used another config; starting afresh")
+            shutil.rmtree(self.run_dir)
+            self.run_dir.mkdir(parents=True)
+            return False
         self.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.device)))
         tensors = load_file(str(folder / "optimizer.safetensors"))
         torch.set_rng_state(tensors.pop("rng.torch"))
