@@ -21,7 +21,7 @@ import torch
 
 from text2image import clip_eval, profiles
 from text2image.models import clip as M
-from text2image.recipes import Recipe, register
+from text2image.recipes import Recipe, load_or_train, register
 from text2image.train import TrainConfig
 from text2image.world import splits
 from text2image.world.render import render
@@ -129,9 +129,7 @@ def _build(profile: str):
 
 
 def _build_from_baseline(profile: str):
-    """NegCLIP starts from a trained CLIP: the baseline's weights (trained first if missing)."""
-    from text2image.recipes import load_or_train
-
+    """NegCLIP starts from a trained CLIP: the baseline's shipped weights (trained first if missing)."""
     model, _ = load_or_train("clip", profile, progress=True)
     return model.train()
 
