@@ -140,6 +140,20 @@ def test_chapter_measurements_are_cached_next_to_the_weights(project):
     first = R.measure("ae", model, "smoke")
     assert sum(first["errors"].values()) == pytest.approx(1.0)
     assert first["errors"]["exact"] == pytest.approx(first["oracle_agreement"], abs=0.2)
+    for size, truth, read, count in first["shape_confusions"]:
+        assert truth != read and count >= 1 and size in ("small", "large")
     folder = recipes.checkpoint_folder("ae", "smoke")
     assert (folder / f"measured-{R.TEST_IMAGES['smoke']}.json").is_file()
     assert R.measure("ae", None, "smoke") == first  # read back: the model is not even needed
+
+
+def test_shape_confusions_name_the_misread_shape():
+    class CrossesAsSquares(torch.nn.Module):
+        """A 'model' whose reconstruction draws every cross as a square."""
+        def forward(self, images):
+            scenes = [Scene(tuple(Object("square" if o.shape == "cross" else o.shape, o.colour, o.size, o.x, o.y)
+                                  for o in s)) for s in R.test_set(64, "smoke")[0]]
+            return R.to_tensor(R.render(scenes, R.RESOLUTION)[0])
+
+    confusions = R.shape_confusions(CrossesAsSquares(), 64, "smoke")
+    assert confusions and all(truth == "cross" and read == "square" for _, truth, read, _ in confusions)

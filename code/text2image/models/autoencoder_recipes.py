@@ -271,18 +271,39 @@ def evaluate(model: torch.nn.Module, n: int | None = None, profile: str | None =
     return metrics
 
 
-MEASURE_VERSION = 1  # bump when evaluate() or oracle_errors() change what they report
+def shape_confusions(model: torch.nn.Module, n: int | None = None, profile: str | None = None) -> list[list]:
+    """Which shapes the oracle misreads in reconstructions: ``[size, true shape, shape read, count]``,
+    most frequent first, over the test scenes whose first error is a shape (objects matched to the nearest found)."""
+    parse = _oracle_parse()
+    if parse is None:
+        return []
+    scenes, images, _ = test_set(n, profile)
+    counts: dict[tuple, int] = {}
+    for found, scene in zip(parse(to_uint8(reconstruct(model, images))), scenes):
+        if first_error(found, scene) != "shape":
+            continue
+        found = list(_objects(found))
+        for obj in scene:
+            read = min(found, key=lambda f: (_attr(f, "x") - obj.x) ** 2 + (_attr(f, "y") - obj.y) ** 2)
+            if _attr(read, "shape") != obj.shape:
+                key = (obj.size, obj.shape, _attr(read, "shape"))
+                counts[key] = counts.get(key, 0) + 1
+    return [[*key, count] for key, count in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
+MEASURE_VERSION = 1  # bump when evaluate(), oracle_errors() or shape_confusions() change what they report
 
 
 def measure(name: str, model: torch.nn.Module, profile: str | None = None) -> dict[str, Any]:
-    """:func:`evaluate` plus the oracle's first errors (key ``"errors"``) for a recipe's model,
-    cached next to its weights: the chapter reads the file instead of re-running the oracle."""
+    """:func:`evaluate`, the oracle's first errors (``"errors"``) and its shape confusions for a recipe's
+    model, cached next to its weights: the chapter reads the file instead of re-running the oracle."""
     profile = profiles.check(profile) if profile else profiles.current()
     n = profiles.pick(TEST_IMAGES, profile)
     folder = recipes.checkpoint_folder(name, profile)
     return checkpoints.cached_result(
         folder, f"measured-{n}.json", [n, MEASURE_VERSION],
-        lambda: {**evaluate(model, n), "errors": oracle_errors(model, n)})
+        lambda: {**evaluate(model, n), "errors": oracle_errors(model, n),
+                 "shape_confusions": shape_confusions(model, n)})
 
 
 # ----------------------------------------------------------------------------- the perceptual network
