@@ -38,7 +38,8 @@ from text2image.world.scene import COLOUR_NAMES, SHAPES, random_scene
 RESOLUTION = 32
 TRAIN_SEED = 4        # data seed of every autoencoder's training batches
 TEST_SEED = 1_000_003  # a disjoint stream for the test scenes
-SCALE_SEED = 2_000_003  # the images that set the VAE's latent scaling factor
+SCALE_SEED = 2_000_003  # the images that set the VAE's latent scaling factor,
+SCALE_IMAGES = 1024     # and how many
 CODEBOOK = 256
 CODE_DIM = 16
 RESTART_EVERY = 25        # dead-code restarts: how often codes are checked,
@@ -516,7 +517,7 @@ def _vae_task(model, profile):
 
 
 @torch.no_grad()
-def with_scaling_factor(vae: AutoencoderKL, n: int = 1024) -> AutoencoderKL:
+def with_scaling_factor(vae: AutoencoderKL, n: int = SCALE_IMAGES) -> AutoencoderKL:
     """Store ``1 / std`` of the VAE's latents in its config, as Stable Diffusion's VAE does (0.18215 there).
 
     The diffusion chapter multiplies latents by ``vae.config.scaling_factor`` so that
