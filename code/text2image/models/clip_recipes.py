@@ -57,13 +57,20 @@ def batch_examples(step: int, batch_size: int, twins: float = 0.0) -> list[split
     """The examples of training step ``step``: new training examples, then shape twins of the first ones.
 
     ``twins``: the share of the batch that is shape twins (:func:`splits.shape_twin`),
-    each drawn from its own ``(seed, step, slot)`` stream.
+    each drawn from its own ``(seed, step, slot)`` stream; an example without an
+    allowed twin is skipped, so a batch is short of a twin only in the rarest case.
     """
     n_twins = int(round(batch_size * twins))
     n_base = batch_size - n_twins
     examples = splits.examples("train", step * n_base, (step + 1) * n_base)
-    return examples + [splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
-                       for k, e in enumerate(examples[:n_twins])]
+    found = []
+    for k, e in enumerate(examples):  # the rare example with no allowed twin passes its turn to the next
+        if len(found) == n_twins:
+            break
+        twin = splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
+        if twin is not None:
+            found.append(twin)
+    return examples + found
 
 
 def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> dict:

@@ -187,27 +187,37 @@ def examples(split: str, start: int, stop: int, mix: Mapping[str, float] | None 
     return [example(split, i, mix) for i in range(start, stop)]
 
 
-def shape_twin(example: Example, rng) -> Example:
-    """The same prompt with one noun's shape changed, its objects placed afresh.
+def shape_twin(example: Example, rng) -> Example | None:
+    """The same prompt with one noun's shape changed, its objects placed afresh (``None`` if no change is allowed).
 
     A twin and its original share kind, colours, sizes and count; among the
-    words that describe the scene, only a shape tells their captions apart. Put side by side in a batch, they
-    make a contrastive model look at shapes, which random batches never force
-    (there, colours and counts alone almost always tell the captions apart).
-    The twin is never a held-out composition: it belongs to the training world.
+    words that describe the scene, only a shape tells their captions apart.
+    Put side by side in a batch, they make a contrastive model look at shapes,
+    which random batches never force (there, colours and counts alone often
+    tell the captions apart). The twin is never a held-out composition, and two
+    of its nouns never name the same colour and shape; when every change would
+    break one of these rules ("a red circle, a red square, a red cross and a
+    red diamond" can only become a held-out red triangle), there is no twin.
     """
-    rng = draws(rng)
     prompt = example.prompt
-    for _ in range(1000):
+
+    def changed(k: int, shape: str) -> C.Prompt:
+        return replace(prompt, specs=tuple(replace(s, shape=shape) if i == k else s for i, s in enumerate(prompt.specs)))
+
+    def allowed(twin: C.Prompt) -> bool:
+        return len(pairs_of(twin)) == len(twin.specs) and not is_heldout(twin)
+
+    if not any(allowed(changed(k, shape)) for k, spec in enumerate(prompt.specs) for shape in SHAPES
+               if shape != spec.shape):
+        return None
+    rng = draws(rng)
+    while True:  # a random noun and a random new shape, until the change is allowed (one exists)
         k = int(rng.integers(0, len(prompt.specs)))
-        shape = _pick(rng, [s for s in SHAPES if s != prompt.specs[k].shape])
-        specs = tuple(replace(s, shape=shape) if i == k else s for i, s in enumerate(prompt.specs))
-        twin = replace(prompt, specs=specs)
-        if len(pairs_of(twin)) < len(specs) or is_heldout(twin):
-            continue  # two nouns now alike, or a composition the training set must not see
-        items = [(specs[i].shape, o.colour, o.size) for o, i in zip(example.scene, _spec_of_objects(prompt))]
-        return Example(example.split, example.index, place(rng, items, prompt.relation), C.write(twin, rng))
-    raise WorldError(f"no shape twin for {example.caption.text!r}")
+        twin = changed(k, _pick(rng, [s for s in SHAPES if s != prompt.specs[k].shape]))
+        if allowed(twin):
+            break
+    items = [(twin.specs[i].shape, o.colour, o.size) for o, i in zip(example.scene, _spec_of_objects(prompt))]
+    return Example(example.split, example.index, place(rng, items, prompt.relation), C.write(twin, rng))
 
 
 def _spec_of_objects(prompt: C.Prompt) -> list[int]:
