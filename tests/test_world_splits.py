@@ -67,3 +67,11 @@ def test_a_shape_twin_changes_one_shape_and_nothing_else():
         assert parse_caption(twin.caption.text).prompt.specs == twin.prompt.specs
     again = SP.shape_twin(e, np.random.default_rng([5, e.index]))
     assert again == twin  # a pure function of its random stream
+
+
+def test_no_shape_twin_when_every_change_is_forbidden():
+    caption = parse_caption("a red circle, a red square, a red cross and a red diamond")
+    items = [(s.shape, s.colour, "small") for s in caption.prompt.specs]
+    scene = SP.place(np.random.default_rng(0), items)
+    example = SP.Example("train", 0, scene, caption)
+    assert SP.shape_twin(example, np.random.default_rng(0)) is None  # only a held-out red triangle is left
