@@ -243,8 +243,8 @@ def latent_map(points):
 # ----------------------------------------------------------------------------- training curves
 
 def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dict]]):
-    """Left: training reconstruction error per step (logged); right: test PSNR at each evaluation."""
-    fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
+    """Training reconstruction error per step (logged), then test PSNR and oracle agreement at each evaluation."""
+    fig, axes = subplots(1, 3, figsize=(12.0, 3.9))
     for name, rows in logs.items():
         key = "mse" if "mse" in rows[0] else "loss"
         if name == "vqgan":
@@ -252,13 +252,17 @@ def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dic
         axes[0].plot([r["step"] for r in rows], [r[key] for r in rows], color=MODEL_COLOURS.get(name),
                      linewidth=1.6, label=model_name(name))
     axes[0].set_yscale("log")
-    axes[0].set_xlabel(lang.tr("pas d'entraînement", "training step"))
     axes[0].set_ylabel(lang.tr("erreur quadratique (entraînement)", "squared error (training)"))
     for name, rows in evals.items():
-        axes[1].plot([r["step"] for r in rows], [r["psnr"] for r in rows], "o-", color=MODEL_COLOURS.get(name),
-                     linewidth=1.6, markersize=4, label=model_name(name))
-    axes[1].set_xlabel(lang.tr("pas d'entraînement", "training step"))
+        style = dict(color=MODEL_COLOURS.get(name), linewidth=1.6, markersize=4, label=model_name(name))
+        axes[1].plot([r["step"] for r in rows], [r["psnr"] for r in rows], "o-", **style)
+        if rows and "oracle_agreement" in rows[0]:
+            axes[2].plot([r["step"] for r in rows], [100 * r["oracle_agreement"] for r in rows], "o-", **style)
     axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
+    axes[2].set_ylabel(lang.tr("accord de l'oracle (%)", "oracle agreement (%)"))
+    axes[2].axhline(100 * TARGETS["oracle"], color="0.4", linestyle=":", linewidth=1.2)
+    for ax in axes:
+        ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))

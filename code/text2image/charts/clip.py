@@ -20,6 +20,7 @@ from text2image.charts.world import colour_name, shape_name
 from text2image.plots import show_image, subplots, wrap
 from text2image.tables import markdown_table
 from text2image.train import read_log
+from text2image.world.scene import SHAPES
 
 MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"), "clip-negatives": ("CLIP + négatifs difficiles",
                                                                              "CLIP + hard negatives")}
@@ -62,11 +63,18 @@ def label_name(attribute: str, label: str) -> str:
 # ----------------------------------------------------------------------------- training
 
 def history(name: str, profile: str | None = None) -> tuple[list[dict], list[dict]]:
-    """The shipped training log (rows of log.csv) and evaluation history (eval.json) of a checkpoint."""
+    """The shipped training log (rows of log.csv) and evaluation history (eval.json) of a checkpoint.
+
+    Steps are counted from the start of the baseline: a fine-tuned recipe
+    (``first_step`` in its recipe) continues where its baseline stopped.
+    """
     folder = recipes.checkpoint_folder(name, profile or _profile())
     log = read_log(folder) if (folder / "log.csv").is_file() else []
     evals = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else []
-    return log, evals
+    manifest = folder / "manifest.json"
+    offset = json.loads(manifest.read_text())["recipe"]["extra"].get("first_step", 0) if manifest.is_file() else 0
+    shift = lambda rows: [{**r, "step": r["step"] + offset} for r in rows]  # noqa: E731
+    return shift(log), shift(evals)
 
 
 def _profile() -> str:
@@ -75,28 +83,34 @@ def _profile() -> str:
 
 
 def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init_gap: float):
-    """Loss, modality gap and probe accuracy against the training step, for each recipe."""
-    fig, axes = subplots(1, 3, figsize=(12, 3.6))
+    """Loss, modality gap, zero-shot shape accuracy and probe accuracy against the training step."""
+    fig, axes = subplots(2, 2, figsize=(10, 6.6))
+    axes = np.ravel(axes)
     for name, (log, evals) in histories.items():
         colour = COLOURS[name]
         if log:
-            steps = [r["step"] for r in log]
-            axes[0].plot(steps, [r["loss"] for r in log], color=colour, lw=1.2, label=model_name(name))
-        ev_steps = [0] + [e["step"] for e in evals]
-        axes[1].plot(ev_steps, [init_gap] + [e["gap"] for e in evals], "o-", color=colour, ms=3,
+            axes[0].plot([r["step"] for r in log], [r["loss"] for r in log], color=colour, lw=1.2,
+                         label=model_name(name))
+        first = [] if name != "clip" else [0]
+        axes[1].plot(first + [e["step"] for e in evals], [init_gap] * len(first) + [e["gap"] for e in evals], "o-",
+                     color=colour, ms=3, label=model_name(name))
+        axes[2].plot([e["step"] for e in evals], [e["zero_shot_shape"] for e in evals], "o-", color=colour, ms=3,
                      label=model_name(name))
         for kind, style in (("relation", "-"), ("attribute", "--")):
-            axes[2].plot([e["step"] for e in evals], [e[f"probe_{kind}"] for e in evals], style, color=colour,
+            axes[3].plot([e["step"] for e in evals], [e[f"probe_{kind}"] for e in evals], style, color=colour,
                          marker="o", ms=3, label=f"{model_name(name)}, {probe_name(kind)}")
     axes[0].set_title(lang.tr("perte contrastive", "contrastive loss"))
     axes[1].set_title(lang.tr("écart entre modalités", "modality gap"))
-    axes[2].set_title(lang.tr("test sac de mots (validation)", "bag-of-words probe (validation)"))
-    axes[2].axhline(0.5, color="grey", lw=0.8, ls=":")
-    axes[2].set_ylim(0.3, 1.02)
+    axes[2].set_title(lang.tr("forme sans exemple (validation)", "zero-shot shape (validation)"))
+    axes[2].axhline(1 / len(SHAPES), color="grey", lw=0.8, ls=":")
+    axes[2].set_ylim(0, 1.02)
+    axes[3].set_title(lang.tr("test sac de mots (validation)", "bag-of-words probe (validation)"))
+    axes[3].axhline(0.5, color="grey", lw=0.8, ls=":")
+    axes[3].set_ylim(0.3, 1.02)
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=7, loc="lower right")
+    axes[3].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
