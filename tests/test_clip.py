@@ -251,3 +251,14 @@ def test_shipped_checkpoint_reproduces_its_manifest(name):
     measured = clip_eval.training_metrics(model, R.eval_pool(manifest["profile"]))
     for key in ("zero_shot_shape", "zero_shot_colour", "probe_relation", "probe_attribute", "gap"):
         assert measured[key] == pytest.approx(manifest["metrics"][key], abs=0.02), key
+
+
+def test_worst_confusion_and_first_step_above():
+    from text2image.charts import clip as charts
+    report = {"shape": {"labels": ["circle", "square", "cross"],
+                        "confusion": [[8, 2, 0], [1, 9, 0], [0, 6, 4]]}}
+    truth, predicted, share = charts.worst_confusion(report, "shape")
+    assert (truth, predicted) == (charts.label_name("shape", "cross"), charts.label_name("shape", "square"))
+    assert share == pytest.approx(0.6)
+    evals = [{"step": 250, "x": 0.2}, {"step": 500, "x": 0.3}, {"step": 750, "x": 0.6}]
+    assert charts.first_step_above(evals, "x", 0.4) == 750 and charts.first_step_above(evals, "x", 0.9) is None

@@ -47,3 +47,8 @@ def percent(fraction: float, digits: int = 1, lang: str | None = None) -> str:
     lang = lang or current()
     body = number(100 * fraction, digits, lang)
     return f"{body}{NNBSP}%" if lang == "fr" else f"{body}%"
+
+
+def status(value: float, target: float) -> str:
+    """Whether a measured value reaches its target, in words ("met" / "not met")."""
+    return tr("atteint", "met") if value >= target else tr("non atteint", "not met")

@@ -284,11 +284,6 @@ def _num(value, digits: int = 1) -> str:
     return "—" if value is None or value != value else lang.number(value, digits)
 
 
-def status(value: float, target: float) -> str:
-    """Whether a measured value reaches the issue's target, in words."""
-    return lang.tr("atteint", "met") if value >= target else lang.tr("non atteint", "not met")
-
-
 def quality_table(measured: Mapping[str, dict]):
     """PSNR, oracle agreement and codebook statistics per model, measured on the test scenes."""
     from text2image.tables import markdown_table

@@ -117,6 +117,21 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
 
 # ----------------------------------------------------------------------------- zero-shot
 
+def worst_confusion(report: Mapping[str, dict], attribute: str) -> tuple[str, str, float]:
+    """The most frequent mistake of a zero-shot report: (true class, class predicted, share of the true class)."""
+    counts = np.asarray(report[attribute]["confusion"], dtype=float)
+    shares = counts / np.maximum(1, counts.sum(axis=1, keepdims=True))
+    np.fill_diagonal(shares, 0)
+    i, j = np.unravel_index(int(shares.argmax()), shares.shape)
+    labels = report[attribute]["labels"]
+    return label_name(attribute, labels[i]), label_name(attribute, labels[j]), float(shares[i, j])
+
+
+def first_step_above(evals: Sequence[dict], key: str, level: float) -> int | None:
+    """The first evaluated training step at which ``key`` exceeds ``level`` (``None`` if it never does)."""
+    return next((e["step"] for e in evals if e[key] > level), None)
+
+
 def confusions(report: Mapping[str, dict]):
     """One confusion matrix (shares of each true class) per attribute."""
     attributes = list(report)
