@@ -168,3 +168,22 @@ def test_unknown_chapter_name(tmp_path):
     with pytest.raises(BookError, match="no chapter named 'nope'; the chapters are: a"):
         write_book(tmp_path, same(GOOD))
         build.run("smoke", chapters=["nope"], root=tmp_path, render=False)
+
+
+@pytest.mark.parametrize("prose, words", [
+    ("Une liste : deux.", "before ':'"),
+    ("Vraiment ?", "before '?'"),
+    ("Il dit « oui\u00a0».", "after «"),
+])
+def test_french_prose_wants_no_break_spaces(tmp_path, prose, words):
+    fr = "# A {#sec-a}\n\n" + prose + "\n" + GOOD[13:]
+    with pytest.raises(BookError, match=rf"book/fr/a.qmd:3: French typography: a breaking space {words}"):
+        _static(tmp_path, {"fr": {"a": fr}, "en": {"a": GOOD}})
+
+
+def test_french_typography_ignores_code_math_and_english(tmp_path):
+    fr = ("# A {#sec-a}\n\nBien\u00a0: `d = {\"a\" : 1}`, $f : x$ et «\u00a0oui\u00a0».\n"
+          "\n::: {.callout-note}\nNote\u00a0!\n:::\n" + GOOD[13:])
+    en = "# A {#sec-a}\n\nFine : as English may write it.\n" + GOOD[13:]
+    write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": en}})
+    build.static_checks(build.project.load(tmp_path))  # no error

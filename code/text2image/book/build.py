@@ -75,6 +75,7 @@ def static_checks(proj: project.Project) -> dict[str, list[qmd.Document]]:
         checks.check_references(lang, docs[lang], proj.root)
     for fr, en in zip(docs["fr"], docs["en"]):
         checks.check_parity(fr, en, proj.root)
+        checks.check_french_typography(fr, proj.root)
     return docs
 
 

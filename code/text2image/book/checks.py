@@ -58,6 +58,32 @@ def check_references(lang: str, docs: list[Document], root: Path) -> None:
                 )
 
 
+NBSP = "\u00a0"
+MATH = re.compile(r"\$[^$\n]*\$")
+# A plain space where French typography wants a no-break one: before ; : ! ? » and after «.
+FRENCH_SPACE = re.compile(r"(?<=\S) (?=[;:!?»])|(?<=«) ")
+
+
+def check_french_typography(doc: Document, root: Path) -> None:
+    """In French prose, the space before ; : ! ? » and after « must not break (U+00A0 or U+202F)."""
+    from text2image.book.qmd import mask
+
+    for cell in doc.cells:
+        if cell.kind != "markdown":
+            continue
+        text = MATH.sub(lambda m: " " * len(m.group()), mask(cell.source, fenced=cell.fenced_lines))
+        for offset, line in enumerate(text.split("\n")):
+            if line.lstrip().startswith(":::"):
+                continue  # a fenced div, not prose
+            hit = FRENCH_SPACE.search(line)
+            if hit:
+                raise BookError(
+                    f"{where(doc.path, cell.line + offset, root)}: French typography: a breaking space "
+                    f"{'after «' if line[hit.start() - 1:hit.start()] == '«' else 'before ' + repr(line[hit.end()])} "
+                    f"(use a no-break space, U+00A0): ...{cell.source.split(chr(10))[offset][max(0, hit.start() - 30):hit.end() + 10]}..."
+                )
+
+
 def _first_difference(a: str, b: str) -> str:
     for number, (x, y) in enumerate(zip(a.splitlines(), b.splitlines()), 1):
         if x != y:
