@@ -292,7 +292,7 @@ def shape_confusions(model: torch.nn.Module, n: int | None = None, profile: str 
     return [[*key, count] for key, count in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
-MEASURE_VERSION = 1  # bump when evaluate(), oracle_errors() or shape_confusions() change what they report
+MEASURE_VERSION = 2  # bump when evaluate(), oracle_errors() or shape_confusions() change what they report
 
 
 def measure(name: str, model: torch.nn.Module, profile: str | None = None) -> dict[str, Any]:
