@@ -157,3 +157,12 @@ def test_shape_confusions_name_the_misread_shape():
 
     confusions = R.shape_confusions(CrossesAsSquares(), 64, "smoke")
     assert confusions and all(truth == "cross" and read == "square" for _, truth, read, _ in confusions)
+
+
+def test_gan_phase_reads_the_adversarial_part_of_the_logs(project):
+    recipes.load_or_train("vqgan", "smoke", progress=False)
+    phase = R.gan_phase("vqgan", "smoke")
+    steps = recipes.get("vqgan").config("smoke").steps
+    assert phase["start"] == int(R._extra("vqgan", "smoke")["gan_start"] * steps)
+    assert phase["weight_median"] > 0 and phase["d_mean"] >= 0  # the discriminator ran after the start
+    assert phase["psnr_end"] > 0
