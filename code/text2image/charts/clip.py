@@ -110,7 +110,7 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=7, loc="lower right")
+    axes[3].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 

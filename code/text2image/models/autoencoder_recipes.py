@@ -676,9 +676,10 @@ def training_logs(names: Sequence[str], profile: str | None = None) -> tuple[dic
 
 
 def gan_phase(name: str = "vqgan", profile: str | None = None) -> dict[str, float]:
-    """What a VQGAN's logs say about its adversarial phase: the step it began, test PSNR and oracle
-    agreement at the last evaluation before it and at the end, and the median adaptive weight and
-    mean discriminator loss once it runs (a hinge loss of 1 is a discriminator that tells nothing apart)."""
+    """What a VQGAN's logs say about its adversarial phase: the step it began; test PSNR and oracle
+    agreement at the last evaluation before it, at the worst one after it and at the end; the median
+    and largest adaptive weight and the mean discriminator loss once it runs (a hinge loss of 1 is a
+    discriminator that tells nothing apart)."""
     profile = profile or profiles.current()
     (log,), (evals,) = (list(x.values()) for x in training_logs([name], profile))
     start = int(_extra(name, profile)["gan_start"] * recipes.get(name).config(profile).steps)
@@ -687,7 +688,11 @@ def gan_phase(name: str = "vqgan", profile: str | None = None) -> dict[str, floa
     return {"start": start, "psnr_before": before[-1]["psnr"] if before else float("nan"),
             "agreement_before": before[-1].get("oracle_agreement", float("nan")) if before else float("nan"),
             "psnr_end": evals[-1]["psnr"], "agreement_end": evals[-1].get("oracle_agreement", float("nan")),
+            "psnr_worst": min([e["psnr"] for e in evals if e["step"] > start], default=float("nan")),
+            "agreement_worst": min([e.get("oracle_agreement", float("nan")) for e in evals if e["step"] > start],
+                                   default=float("nan")),
             "weight_median": float(np.median([r["gan_weight"] for r in after])) if after else 0.0,
+            "weight_max": max([r["gan_weight"] for r in after], default=0.0),
             "d_mean": float(np.mean([r["d"] for r in after])) if after else float("nan")}
 
 
