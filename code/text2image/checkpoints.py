@@ -10,6 +10,7 @@ safetensors: a pickle file is refused, never executed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import platform
 import subprocess
@@ -132,8 +133,6 @@ def load(cls: type[torch.nn.Module], folder: str | Path, model: torch.nn.Module 
 
 def weights_digest(folder: str | Path) -> str:
     """A short digest of a checkpoint's safetensors files ("none" when there are none)."""
-    import hashlib
-
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         return "none"
@@ -150,8 +149,6 @@ def cached_result(folder: str | Path, filename: str, key: Any, compute) -> Any:
     travels with the weights it was computed from, and a retrained model (new
     weights, new digest) recomputes it.
     """
-    import hashlib
-
     folder = Path(folder)
     full_key = hashlib.sha256(json.dumps([weights_digest(folder), key], default=str).encode()).hexdigest()[:16]
     path = folder / filename

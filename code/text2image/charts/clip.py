@@ -127,6 +127,14 @@ def worst_confusion(report: Mapping[str, dict], attribute: str) -> tuple[str, st
     return label_name(attribute, labels[i]), label_name(attribute, labels[j]), float(shares[i, j])
 
 
+def rise_clause(step: int | None) -> str:
+    """The clause of the prose saying when zero-shot shape passed twice chance (if it ever did)."""
+    if step is None:
+        return lang.tr("elle n'a jamais dépassé le double du hasard", "it never passed twice chance")
+    return lang.tr(f"elle n'a dépassé le double du hasard qu'au pas {lang.integer(step)}",
+                   f"it passed twice chance only at step {lang.integer(step)}")
+
+
 def first_step_above(evals: Sequence[dict], key: str, level: float) -> int | None:
     """The first evaluated training step at which ``key`` exceeds ``level`` (``None`` if it never does)."""
     return next((e["step"] for e in evals if e[key] > level), None)
