@@ -277,7 +277,7 @@ TARGETS = {"usage": 0.90, "oracle": 0.99}
 
 
 def _percent(value) -> str:
-    return "—" if value is None or value != value else lang.percent(value, 1)
+    return "—" if value is None or value != value else lang.percent(value, 2)
 
 
 def _num(value, digits: int = 1) -> str:
