@@ -166,3 +166,10 @@ def test_gan_phase_reads_the_adversarial_part_of_the_logs(project):
     assert phase["start"] == int(R._extra("vqgan", "smoke")["gan_start"] * steps)
     assert phase["weight_median"] > 0 and phase["d_mean"] >= 0  # the discriminator ran after the start
     assert phase["psnr_end"] > 0
+
+
+def test_count_confusions_filters_by_size_and_shapes():
+    rows = [["small", "cross", "diamond", 5], ["large", "cross", "diamond", 2], ["small", "square", "circle", 1]]
+    assert R.count_confusions(rows) == 8
+    assert R.count_confusions(rows, "small", "cross", "diamond") == 5
+    assert R.count_confusions(rows, truth="cross") == 7

@@ -72,15 +72,15 @@ def check_french_typography(doc: Document, root: Path) -> None:
         if cell.kind != "markdown":
             continue
         text = MATH.sub(lambda m: " " * len(m.group()), mask(cell.source, fenced=cell.fenced_lines))
-        for offset, line in enumerate(text.split("\n")):
+        for offset, (line, original) in enumerate(zip(text.split("\n"), cell.source.split("\n"))):
             if line.lstrip().startswith(":::"):
                 continue  # a fenced div, not prose
             hit = FRENCH_SPACE.search(line)
             if hit:
+                where_ = "after «" if line[hit.start() - 1] == "«" else f"before {line[hit.end()]!r}"
                 raise BookError(
-                    f"{where(doc.path, cell.line + offset, root)}: French typography: a breaking space "
-                    f"{'after «' if line[hit.start() - 1:hit.start()] == '«' else 'before ' + repr(line[hit.end()])} "
-                    f"(use a no-break space, U+00A0): ...{cell.source.split(chr(10))[offset][max(0, hit.start() - 30):hit.end() + 10]}..."
+                    f"{where(doc.path, cell.line + offset, root)}: French typography: a breaking space {where_} "
+                    f"(use a no-break space, U+00A0): ...{original[max(0, hit.start() - 30):hit.end() + 10]}..."
                 )
 
 

@@ -225,16 +225,22 @@ def oracle_agreement(reconstructions: torch.Tensor, scenes: Sequence) -> float |
 ERRORS = ("exact", "count", "colour", "shape", "size", "position")
 
 
+def matched(parsed: Any, scene: Any) -> list[tuple[Any, Any]]:
+    """Pairs ``(true object, object found)``: each true object, in turn, takes the nearest object left."""
+    found, pairs = list(_objects(parsed)), []
+    for obj in _objects(scene):
+        k = min(range(len(found)), key=lambda i: (_attr(found[i], "x") - obj.x) ** 2 + (_attr(found[i], "y") - obj.y) ** 2)
+        pairs.append((obj, found.pop(k)))
+    return pairs
+
+
 def first_error(parsed: Any, scene: Any, tolerance: float = 1.0 / RESOLUTION) -> str:
     """What the oracle gets wrong first in a reconstruction: the number of objects, else (matching each
     true object to the nearest one found) a colour, a shape, a size, a position; ``"exact"`` if nothing."""
-    found, truth = list(_objects(parsed)), _objects(scene)
-    if len(found) != len(truth):
+    if len(_objects(parsed)) != len(_objects(scene)):
         return "count"
     errors = set()
-    for obj in truth:
-        k = min(range(len(found)), key=lambda i: (_attr(found[i], "x") - obj.x) ** 2 + (_attr(found[i], "y") - obj.y) ** 2)
-        f = found.pop(k)
+    for obj, f in matched(parsed, scene):
         for key in ("colour", "shape", "size"):
             if _attr(f, key) != getattr(obj, key):
                 errors.add(key)
@@ -283,13 +289,18 @@ def shape_confusions(model: torch.nn.Module, n: int | None = None, profile: str 
     for found, scene in zip(parse(to_uint8(reconstruct(model, images))), scenes):
         if first_error(found, scene) != "shape":
             continue
-        found = list(_objects(found))
-        for obj in scene:
-            read = min(found, key=lambda f: (_attr(f, "x") - obj.x) ** 2 + (_attr(f, "y") - obj.y) ** 2)
+        for obj, read in matched(found, scene):
             if _attr(read, "shape") != obj.shape:
                 key = (obj.size, obj.shape, _attr(read, "shape"))
                 counts[key] = counts.get(key, 0) + 1
     return [[*key, count] for key, count in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
+def count_confusions(confusions: Sequence[Sequence], size: str | None = None, truth: str | None = None,
+                     read: str | None = None) -> int:
+    """How many misread objects in :func:`shape_confusions` rows match the given size, true shape and shape read."""
+    wanted = (size, truth, read)
+    return sum(row[3] for row in confusions if all(w is None or w == v for w, v in zip(wanted, row[:3])))
 
 
 MEASURE_VERSION = 2  # bump when evaluate(), oracle_errors() or shape_confusions() change what they report
@@ -681,7 +692,8 @@ def gan_phase(name: str = "vqgan", profile: str | None = None) -> dict[str, floa
     and largest adaptive weight and the mean discriminator loss once it runs (a hinge loss of 1 is a
     discriminator that tells nothing apart)."""
     profile = profile or profiles.current()
-    (log,), (evals,) = (list(x.values()) for x in training_logs([name], profile))
+    logs, all_evals = training_logs([name], profile)
+    log, evals = logs[name], all_evals[name]
     start = int(_extra(name, profile)["gan_start"] * recipes.get(name).config(profile).steps)
     before = [e for e in evals if e["step"] <= start]
     after = [r for r in log if r["step"] > start]
