@@ -106,11 +106,11 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
     axes[2].set_ylim(0, 1.02)
     axes[3].set_title(lang.tr("test sac de mots (validation)", "bag-of-words probe (validation)"))
     axes[3].axhline(0.5, color="grey", lw=0.8, ls=":")
-    axes[3].set_ylim(0.3, 1.02)
+    axes[3].set_ylim(0.0, 1.02)
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=7, loc="upper left")
+    axes[3].legend(fontsize=7, loc="lower center")
     fig.tight_layout()
     return fig
 
