@@ -11,15 +11,18 @@ ships is the bare diffusers model (``Recipe.export``), which anyone can load
 with ``VQModel.from_pretrained``.
 
 Recipes: ``percept`` (the small network behind VQGAN's perceptual loss),
-``ae``, ``vae``, ``vqvae`` (the DALL·E chapter's image tokenizer),
-``vqvae-nofix`` (no dead-code restarts), ``dvae``, ``vqgan``, and the
-rate-distortion sweep ``vq-sweep/k<K>``.
+``ae``, ``vae``, ``vqvae``, ``vqvae-nofix`` (no dead-code restarts), ``dvae``,
+``vqgan``, the rate-distortion sweep ``vq-sweep/k<K>``, and the two models
+later chapters use, ``vae-long`` (the diffusion chapter's latent space) and
+``vqvae-long`` (the DALL·E chapter's image tokenizer): ``vae`` and ``vqvae``
+trained on, past the comparison's budget, on scenes they never saw.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,7 +58,8 @@ STEPS = {"smoke": 6, "cpu": 2000, "gpu": 8000}
 BATCH = {"smoke": 8, "cpu": 32, "gpu": 128}
 TEST_IMAGES = {"smoke": 32, "cpu": 2048, "gpu": 4096}  # what the chapter measures on
 EVAL_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}   # the quicker check during training (manifest, eval.json)
-MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")
+MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")  # the same-budget comparison
+LONG = {"vae-long": "vae", "vqvae-long": "vqvae"}  # trained on from the comparison's weights
 SWEEP_SIZES = {"smoke": (4, 16), "cpu": (4, 16, 64, 256), "gpu": (4, 16, 64, 256, 1024, 4096)}
 SWEEP = "vq-sweep"
 
@@ -481,8 +485,10 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def _batch_fn(profile: str, name: str):
-    batch = recipes.get(name).config(profile).batch_size
-    return lambda step: (world_batch(step, batch), step)
+    """Batches of the recipe's steps; a recipe that goes on from another one starts where it stopped."""
+    config = recipes.get(name).config(profile)
+    first = config.extra.get("first_step", 0)
+    return lambda step: (world_batch(first + step, config.batch_size), step)
 
 
 def _eval_fn(profile: str):
@@ -513,8 +519,12 @@ recipes.register(Recipe(
 
 # --- VAE ---
 
-def _vae_task(model, profile):
-    weight = _extra("vae", profile)["kl_weight"]
+def _vae_task_for(name: str):
+    return lambda model, profile: _vae_task(model, profile, name)
+
+
+def _vae_task(model, profile, name="vae"):
+    weight = _extra(name, profile)["kl_weight"]
 
     def loss_fn(m, batch):
         x, _ = batch
@@ -524,7 +534,7 @@ def _vae_task(model, profile):
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # nats per latent number
         mse = F.mse_loss(rec, x)
         return mse + weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
-    return loss_fn, _batch_fn(profile, "vae"), _eval_fn(profile)
+    return loss_fn, _batch_fn(profile, name), _eval_fn(profile)
 
 
 @torch.no_grad()
@@ -546,7 +556,7 @@ recipes.register(Recipe(
     "vae",
     build=lambda p: _seeded(lambda: ae.build_vae(channels=tuple(_extra("vae", p)["channels"]), latent_channels=4,
                                                  groups=_extra("vae", p)["groups"])),
-    task=_vae_task, configs=_configs(latent_channels=4, kl_weight=1e-4), model_class=AutoencoderKL,
+    task=_vae_task_for("vae"), configs=_configs(latent_channels=4, kl_weight=1e-4), model_class=AutoencoderKL,
     data_seed=TRAIN_SEED, export=with_scaling_factor,
 ))
 
@@ -598,7 +608,8 @@ def _vq_task_for(name: str):
                 g_loss = -m.discriminator(rec).mean()
                 m.discriminator.requires_grad_(True)
                 last = m.vq.decoder.conv_out.weight
-                weight = extra["disc_weight"] * ae.adaptive_gan_weight(nll, g_loss, last) if m.training else 0.0
+                weight = extra["disc_weight"] * ae.adaptive_gan_weight(
+                    nll, g_loss, last, max_weight=extra["max_gan_weight"]) if m.training else 0.0
                 d_loss = ae.hinge_discriminator_loss(m.discriminator(x), m.discriminator(rec.detach()))
                 loss = loss + weight * g_loss + d_loss
                 metrics.update(g=g_loss.detach(), d=d_loss.detach(), gan_weight=float(weight))
@@ -615,8 +626,10 @@ def _register_vq(name: str, configs: dict[str, TrainConfig]) -> Recipe:
 VQ = dict(codebook_size=CODEBOOK, code_dim=CODE_DIM)
 _register_vq("vqvae", _configs(**VQ, restarts=True))
 _register_vq("vqvae-nofix", _configs(**VQ, restarts=False))
+# The adaptive weight is capped at 1: with a discriminator that has not learnt yet, the gradient of its
+# verdict is tiny and the uncapped ratio (taming-transformers allows 1e4) reached 961 and wrecked the decoder.
 _register_vq("vqgan", _configs(**VQ, restarts=True, gan=True, gan_start=0.5, disc_channels=32, disc_weight=0.8,
-                                  perceptual_weight=1.0))
+                                  max_gan_weight=1.0, perceptual_weight=1.0))
 
 SWEEP_ARCH = {"smoke": dict(channels=[8, 16, 16], groups=4), "cpu": dict(channels=[16, 32, 32], groups=8),
               "gpu": dict(channels=[32, 64, 64], groups=16)}
@@ -664,6 +677,35 @@ recipes.register(Recipe(
     task=_dvae_task, configs=_configs(**VQ, kl_weight=1e-4, final_temperature=1 / 16),
     model_class=ae.DiscreteVAE, data_seed=TRAIN_SEED,
 ))
+
+
+# --- vae-long, vqvae-long: the comparison's VAE and VQ-VAE, trained on ---
+
+LONG_LR = {"smoke": 1e-3, "cpu": 1e-3, "gpu": 5e-4}
+
+
+def _long_config(base: str, profile: str) -> TrainConfig:
+    """As many steps again as the comparison, at half its learning rate, on the scenes after its last step."""
+    config = recipes.get(base).config(profile)
+    return replace(config, lr=LONG_LR[profile], warmup=max(1, config.steps // 40),
+                   extra={**config.extra, "first_step": config.steps, "starts_from": base})
+
+
+def _build_long(base: str, profile: str) -> torch.nn.Module:
+    """The base recipe's shipped model (trained first if missing), in its training wrapper."""
+    model, _ = recipes.load_or_train(base, profile, progress=True)
+    model.train()
+    if isinstance(model, VQModel):
+        return VQTrainee(model, restarts=_extra(base, profile)["restarts"])
+    return model
+
+
+for _name, _base in LONG.items():
+    _long_task = _vae_task_for(_name) if _base == "vae" else _vq_task_for(_name)
+    recipes.register(Recipe(
+        _name, build=functools.partial(_build_long, _base), task=_long_task,
+        configs={p: _long_config(_base, p) for p in profiles.PROFILES},
+        model_class=recipes.get(_base).model_class, data_seed=TRAIN_SEED, export=recipes.get(_base).export))
 
 
 # ----------------------------------------------------------------------------- loading, and the cached sweep
