@@ -150,6 +150,19 @@ def test_twin_batches_pair_each_first_example_with_its_shape_twin():
     assert torch.equal(R.batch(3, 8, negatives=False, twins=0.5)["pixel_values"], b["pixel_values"])
 
 
+def test_relation_twin_batches_reverse_every_relation_they_can():
+    examples = R.batch_examples(7, 64, twins=0.5, relation_twins=True)
+    base, twins = examples[:32], examples[32:]
+    assert len(twins) == 32
+    for k, (e, twin) in enumerate(zip(base, twins)):
+        expected = splits.relation_twin(e, np.random.default_rng([R.TWIN_SEED, 7, k]))
+        if expected is None:
+            expected = splits.shape_twin(e, np.random.default_rng([R.TWIN_SEED, 7, k]))
+        assert twin == expected
+    assert sum(t.prompt.relation != e.prompt.relation for e, t in zip(base, twins)) >= 5
+    assert R.batch_examples(7, 64, twins=0.5) != examples  # shape twins only, as the baseline saw them
+
+
 def test_twins_leave_no_caption_that_colours_counts_and_sizes_single_out():
     assert R.told_apart_without_shapes(64, twins=0.5, steps=3) == 0.0
     assert R.told_apart_without_shapes(64, twins=0.0, steps=3) > 0.3
@@ -162,8 +175,10 @@ def test_negclip_goes_on_from_the_baseline_on_examples_it_never_saw(tmp_path, mo
     start = recipes.get("clip-negatives").build("smoke")
     for a, b in zip(baseline.state_dict().values(), start.state_dict().values()):
         torch.testing.assert_close(a, b)
-    config = recipes.get("clip-negatives").config("smoke")
-    assert config.extra["first_step"] == recipes.get("clip").config("smoke").steps
+    for name in ("clip-negatives", "clip-relation-twins"):
+        config = recipes.get(name).config("smoke")
+        assert config.extra["first_step"] == recipes.get("clip").config("smoke").steps
+    assert recipes.get("clip-relation-twins").config("cpu").extra["relation_twins"]
 
 
 # ----------------------------------------------------------------------------- scoring on hand-built matrices

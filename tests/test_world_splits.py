@@ -5,7 +5,7 @@ import pytest
 
 from text2image.world import parse_caption
 from text2image.world import splits as SP
-from text2image.world.scene import WorldError
+from text2image.world.scene import INVERSE, WorldError, holds
 
 
 def test_seed_ranges_are_disjoint():
@@ -67,6 +67,34 @@ def test_a_shape_twin_changes_one_shape_and_nothing_else():
         assert parse_caption(twin.caption.text).prompt.specs == twin.prompt.specs
     again = SP.shape_twin(e, np.random.default_rng([5, e.index]))
     assert again == twin  # a pure function of its random stream
+
+
+def test_a_relation_twin_swaps_where_the_two_objects_stand():
+    seen = 0
+    for e in SP.examples("train", 0, 200):
+        twin = SP.relation_twin(e, np.random.default_rng([5, e.index]))
+        if e.prompt.kind != "relation":
+            assert twin is None
+            continue
+        if twin is None:  # only when the reversed fact is held out
+            i, rel, j = e.prompt.relation
+            assert SP.is_heldout(SP.replace(e.prompt, relation=(i, INVERSE[rel], j)))
+            continue
+        seen += 1
+        i, rel, j = e.prompt.relation
+        assert twin.prompt.relation == (i, INVERSE[rel], j) and twin.prompt.specs == e.prompt.specs
+        assert [(o.shape, o.colour, o.size) for o in twin.scene] == [(o.shape, o.colour, o.size) for o in e.scene]
+        assert holds(twin.scene[i], INVERSE[rel], twin.scene[j]) and not holds(twin.scene[i], rel, twin.scene[j])
+        assert parse_caption(twin.caption.text).prompt.relation == twin.prompt.relation
+        assert not SP.is_heldout(twin.prompt)
+    assert seen > 30
+
+
+def test_no_relation_twin_for_a_held_out_relation():
+    caption = parse_caption("a red square to the left of a blue circle")  # reversed: a circle left of a square
+    scene = SP.place(np.random.default_rng(0), [("square", "red", "small"), ("circle", "blue", "small")],
+                     caption.prompt.relation)
+    assert SP.relation_twin(SP.Example("train", 0, scene, caption), np.random.default_rng(0)) is None
 
 
 def test_no_shape_twin_when_every_change_is_forbidden():

@@ -1,4 +1,4 @@
-"""Recipes of the CLIP chapter: ``clip`` (the baseline) and ``clip-negatives`` (NegCLIP-style).
+"""Recipes of the CLIP chapter: ``clip`` (the baseline), ``clip-negatives`` (NegCLIP) and ``clip-relation-twins``.
 
 The batch of step ``s`` is a pure function of ``s`` (so a resumed run is
 exact): training examples of the world, half of them followed by a *shape twin*
@@ -8,7 +8,9 @@ that colours and counts alone cannot match captions to images.
 ``clip-negatives`` is NegCLIP: it starts from the trained baseline and goes on,
 on examples the baseline never saw, with each caption's hard negatives
 (relation reversed, attributes swapped between two objects) added as extra
-texts, counted only as negatives.
+texts, counted only as negatives. ``clip-relation-twins`` is the same
+fine-tuning with hard negative *images* as well: each relation example of a
+batch comes with its relation twin (:func:`splits.relation_twin`).
 """
 
 from __future__ import annotations
@@ -49,16 +51,19 @@ def _fine_tune(profile: str, steps: int, lr: float, warmup: int) -> TrainConfig:
     return replace(base, steps=steps, lr=lr, warmup=warmup, extra={**base.extra, "first_step": base.steps})
 
 
-FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 600, 3e-4, 50),
+FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 1500, 1e-3, 100),
                      "gpu": _fine_tune("gpu", 3000, 2e-4, 200)}
+RELATION_TWIN_CONFIGS = {p: replace(c, extra={**c.extra, "relation_twins": True}) for p, c in FINE_TUNE_CONFIGS.items()}
 
 
-def batch_examples(step: int, batch_size: int, twins: float = 0.0) -> list[splits.Example]:
-    """The examples of training step ``step``: new training examples, then shape twins of the first ones.
+def batch_examples(step: int, batch_size: int, twins: float = 0.0, relation_twins: bool = False) -> list[splits.Example]:
+    """The examples of training step ``step``: new training examples, then twins of the first ones.
 
-    ``twins``: the share of the batch that is shape twins (:func:`splits.shape_twin`),
-    each drawn from its own ``(seed, step, slot)`` stream; an example without an
-    allowed twin is skipped, so a batch is short of a twin only in the rarest case.
+    ``twins``: the share of the batch that is twins, each drawn from its own
+    ``(seed, step, slot)`` stream: shape twins (:func:`splits.shape_twin`), or with
+    ``relation_twins`` a relation twin (:func:`splits.relation_twin`) for each
+    example that states a relation. An example without an allowed twin is
+    skipped, so a batch is short of a twin only in the rarest case.
     """
     n_twins = int(round(batch_size * twins))
     n_base = batch_size - n_twins
@@ -67,15 +72,17 @@ def batch_examples(step: int, batch_size: int, twins: float = 0.0) -> list[split
     for k, e in enumerate(examples):  # the rare example with no allowed twin passes its turn to the next
         if len(found) == n_twins:
             break
-        twin = splits.shape_twin(e, np.random.default_rng([TWIN_SEED, step, k]))
+        rng = np.random.default_rng([TWIN_SEED, step, k])
+        twin = splits.relation_twin(e, rng) if relation_twins else None
+        twin = twin or splits.shape_twin(e, rng)
         if twin is not None:
             found.append(twin)
     return examples + found
 
 
-def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0) -> dict:
+def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0, relation_twins: bool = False) -> dict:
     """Images, token ids and (optionally) hard negatives of training step ``step`` (see :func:`batch_examples`)."""
-    examples = batch_examples(step, batch_size, twins)
+    examples = batch_examples(step, batch_size, twins, relation_twins)
     images, _ = render([e.scene for e in examples], M.RESOLUTION)
     texts = [e.caption.text for e in examples]
     n_negatives = 0
@@ -105,14 +112,15 @@ def told_apart_without_shapes(batch_size: int, twins: float, steps: int = 20) ->
     return singled / total
 
 
-def _task(negatives: bool):
+def _task(configs: dict[str, TrainConfig], negatives: bool):
     def task(model, profile):
-        config = (FINE_TUNE_CONFIGS if negatives else CONFIGS)[profiles.check(profile)]
+        config = configs[profiles.check(profile)]
         first = config.extra.get("first_step", 0)
         device = lambda: next(model.parameters()).device
 
         def batch_fn(step):
-            b = batch(first + step, config.batch_size, negatives, config.extra.get("twins", 0.0))
+            b = batch(first + step, config.batch_size, negatives, config.extra.get("twins", 0.0),
+                      config.extra.get("relation_twins", False))
             return {k: v.to(device()) if torch.is_tensor(v) else v for k, v in b.items()}
 
         def loss(m, b):
@@ -141,6 +149,10 @@ def _build_from_baseline(profile: str):
     return model.train()
 
 
-register(Recipe(name="clip", build=_build, task=_task(negatives=False), configs=CONFIGS, model_class=M.CLIPModel))
-register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(negatives=True),
+register(Recipe(name="clip", build=_build, task=_task(CONFIGS, negatives=False), configs=CONFIGS,
+                model_class=M.CLIPModel))
+register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=True),
                 configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))
+register(Recipe(name="clip-relation-twins", build=_build_from_baseline,
+                task=_task(RELATION_TWIN_CONFIGS, negatives=True), configs=RELATION_TWIN_CONFIGS,
+                model_class=M.CLIPModel))

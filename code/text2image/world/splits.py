@@ -220,6 +220,25 @@ def shape_twin(example: Example, rng) -> Example | None:
     return Example(example.split, example.index, place(rng, items, prompt.relation), C.write(twin, rng))
 
 
+def relation_twin(example: Example, rng) -> Example | None:
+    """The same two objects with the relation reversed ("left of" becomes "right of"), placed afresh.
+
+    ``None`` for an example that states no relation, or when the reversed fact
+    is a held-out relation. Beside its original in a batch, only where the two
+    objects stand tells the captions apart: the image encoder must keep it.
+    """
+    prompt = example.prompt
+    if prompt.relation is None:
+        return None
+    i, rel, j = prompt.relation
+    twin = replace(prompt, relation=(i, INVERSE[rel], j))
+    if is_heldout(twin):
+        return None
+    rng = draws(rng)
+    items = [(o.shape, o.colour, o.size) for o in example.scene]
+    return Example(example.split, example.index, place(rng, items, twin.relation), C.write(twin, rng))
+
+
 def _spec_of_objects(prompt: C.Prompt) -> list[int]:
     """The spec each scene object answers (scenes list their objects in spec order)."""
     return [0] * prompt.count if prompt.kind == "count" else list(range(len(prompt.specs)))
