@@ -12,7 +12,7 @@ from text2image.models import autoencoder_recipes as R
 from text2image.train import Trainer, read_log
 from text2image.world.scene import Object, Scene
 
-TRAINED = ("percept", *R.MODELS, R.sweep_name(16))
+TRAINED = ("percept", *R.MODELS, *R.LONG, R.sweep_name(16))
 
 
 @pytest.fixture
@@ -48,6 +48,20 @@ def test_each_recipe_lowers_its_loss_on_a_fixed_batch(name, project):
     losses = [row[key] for row in rows]
     assert len(losses) == steps
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+
+
+@pytest.mark.parametrize("name", list(R.LONG))
+def test_long_recipes_go_on_from_the_comparison_weights_on_unseen_scenes(name, project):
+    base = R.LONG[name]
+    base_model, _ = recipes.load_or_train(base, "smoke", progress=False)
+    start = recipes.get(name).build("smoke")
+    for a, b in zip(R.unwrap(base_model).state_dict().values(), R.unwrap(start).state_dict().values()):
+        torch.testing.assert_close(a, b)
+    config, base_config = recipes.get(name).config("smoke"), recipes.get(base).config("smoke")
+    assert config.extra["first_step"] == base_config.steps and config.lr < base_config.lr
+    _, batch_fn, _ = recipes.get(name).task(start, "smoke")
+    images, step = batch_fn(0)
+    assert step == 0 and torch.equal(images, R.world_batch(base_config.steps, config.batch_size))
 
 
 def test_eval_reports_psnr_oracle_agreement_and_codebook_use(project):
@@ -95,7 +109,7 @@ def test_the_smoke_sweep_writes_its_results(project):
 
 # --------------------------------------------------------------------------- the shipped checkpoints
 
-SHIPPED = [name for name in ("percept", *R.MODELS) if (checkpoints.checkpoint_dir(name) / "manifest.json").is_file()]
+SHIPPED = [name for name in ("percept", *R.MODELS, *R.LONG) if (checkpoints.checkpoint_dir(name) / "manifest.json").is_file()]
 
 
 @pytest.mark.parametrize("name", SHIPPED or [pytest.param("none", marks=pytest.mark.skip("no shipped checkpoint"))])

@@ -19,7 +19,7 @@ from text2image.plots import show_image, subplots
 from text2image.world.scene import COLOURS, SHAPES, place
 
 MODEL_COLOURS = {"ae": "#444444", "vae": "#1f77b4", "vqvae": "#2ca02c", "vqvae-nofix": "#98df8a",
-                 "dvae": "#9467bd", "vqgan": "#d62728"}
+                 "dvae": "#9467bd", "vqgan": "#d62728", "vae-long": "#1f77b4", "vqvae-long": "#2ca02c"}
 SHAPE_COLOURS = dict(zip(SHAPES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")))
 SHAPE_MARKERS = dict(zip(SHAPES, ("o", "s", "^", "D", "P")))
 
@@ -33,6 +33,8 @@ def model_name(name: str) -> str:
         "vqvae-nofix": lang.tr("VQ-VAE sans relance", "VQ-VAE, no restarts"),
         "dvae": "dVAE",
         "vqgan": "VQGAN",
+        "vae-long": lang.tr("VAE prolongé", "VAE, trained on"),
+        "vqvae-long": lang.tr("VQ-VAE prolongé", "VQ-VAE, trained on"),
     }.get(name, name)
 
 
@@ -266,6 +268,33 @@ def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dic
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, int]):
+    """Oracle agreement and PSNR of each comparison model and of its continuation, on one step axis.
+
+    ``evals`` holds the evaluations of ``vae``, ``vqvae`` and their ``-long`` runs;
+    ``first_steps`` the step at which each continuation started.
+    """
+    fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
+    for long, base in R.LONG.items():
+        for name, offset, style in ((base, 0, "o-"), (long, first_steps[long], "s--")):
+            rows = evals[name]
+            steps = [offset + r["step"] for r in rows]
+            kw = dict(color=MODEL_COLOURS[name], linewidth=1.6, markersize=4, label=model_name(name))
+            axes[0].plot(steps, [100 * r["oracle_agreement"] for r in rows], style, **kw)
+            axes[1].plot(steps, [r["psnr"] for r in rows], style, **kw)
+        for ax in axes:
+            ax.axvline(first_steps[long], color="0.8", linewidth=1.0, zorder=0)
+    axes[0].axhline(100 * TARGETS["oracle"], color="0.4", linestyle=":", linewidth=1.2)
+    axes[0].set_ylabel(lang.tr("accord de l'oracle (%)", "oracle agreement (%)"))
+    axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
+    for ax in axes:
+        ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     return fig
 
 

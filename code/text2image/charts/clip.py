@@ -22,8 +22,9 @@ from text2image.tables import markdown_table
 from text2image.train import read_log
 from text2image.world.scene import SHAPES
 
-MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"), "clip-negatives": ("CLIP + négatifs difficiles",
-                                                                             "CLIP + hard negatives")}
+MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"),
+               "clip-negatives": ("CLIP + négatifs difficiles", "CLIP + hard negatives"),
+               "clip-relation-twins": ("+ jumeaux de relation", "+ relation twins")}
 ATTRIBUTE_NAMES = {"shape": ("forme", "shape"), "colour": ("couleur", "colour"), "size": ("taille", "size"),
                    "count": ("nombre", "count")}
 PROBE_NAMES = {"relation": ("relation inversée", "relation reversed"),
@@ -33,7 +34,7 @@ SIZE_FR = {"small": "petit", "large": "grand"}
 NUMBER_FR = {"two": "deux", "three": "trois", "four": "quatre"}
 RANKING_NAMES = {"match": ("correspond", "matching"), "partial": ("en partie", "partly"),
                  "unrelated": ("sans rapport", "unrelated")}
-COLOURS = {"clip": "#377eb8", "clip-negatives": "#e41a1c"}
+COLOURS = {"clip": "#377eb8", "clip-negatives": "#e41a1c", "clip-relation-twins": "#4daf4a"}
 
 
 def model_name(name: str) -> str:
@@ -341,48 +342,47 @@ def comparison_table(results: Mapping[str, dict]):
 
 
 def measured_table(results: Mapping[str, dict], manifests: Mapping[str, dict], init_geometry: Mapping[str, float]):
-    """The chapter's closing table: both recipes side by side, with the published reference where there is one."""
-    base, neg = results["clip"], results["clip-negatives"]
+    """The chapter's closing table: every recipe side by side, with the published reference where there is one."""
+    names = list(results)
     pct = lambda x: lang.percent(x, 1)  # noqa: E731
-    headers = [lang.tr("mesure", "measure"), model_name("clip"), model_name("clip-negatives"),
+
+    def row(fr: str, en: str, cell, reference: str = "—") -> list[str]:
+        return [lang.tr(fr, en), *(cell(n) for n in names), reference]
+
+    headers = [lang.tr("mesure", "measure"), *(model_name(n) for n in names),
                lang.tr("référence publiée", "published reference")]
     rows = [
-        [lang.tr("paramètres", "parameters"), lang.integer(manifests["clip"]["parameters"]),
-         lang.integer(manifests["clip-negatives"]["parameters"]), "—"],
-        [lang.tr("entraînement (minutes, CPU)", "training (minutes, CPU)"),
-         lang.number(manifests["clip"]["train_seconds"] / 60, 1),
-         lang.number(manifests["clip-negatives"]["train_seconds"] / 60, 1), "—"],
-        [lang.tr("débit (paires par seconde)", "throughput (pairs per second)"),
-         lang.integer(manifests["clip"]["samples_per_second"]),
-         lang.integer(manifests["clip-negatives"]["samples_per_second"]), "—"],
+        row("paramètres", "parameters", lambda n: lang.integer(manifests[n]["parameters"])),
+        row("entraînement (minutes, CPU)", "training (minutes, CPU)",
+            lambda n: lang.number(manifests[n]["train_seconds"] / 60, 1)),
+        row("débit (paires par seconde)", "throughput (pairs per second)",
+            lambda n: lang.integer(manifests[n]["samples_per_second"])),
     ]
     for attribute in clip_eval.ATTRIBUTES:
-        rows.append([lang.tr(f"zero-shot\u00a0: {attribute_name(attribute)}", f"zero-shot: {attribute_name(attribute)}"),
-                     pct(base["zero_shot"][attribute]["accuracy"]), pct(neg["zero_shot"][attribute]["accuracy"]),
-                     "—"])
+        rows.append(row(f"zero-shot\u00a0: {attribute_name(attribute)}", f"zero-shot: {attribute_name(attribute)}",
+                        lambda n: pct(results[n]["zero_shot"][attribute]["accuracy"])))
     for family, fr, en, ref in (
             ("{}", "taille, étiquette seule", "size, bare label", "—"),
             ("ensemble + frames", "taille, ensemble + tournures", "size, ensemble + frames",
              lang.tr("gabarit\u00a0: +1,3 point\u00a0; 80 gabarits\u00a0: +3,5 (ImageNet)",
                      "template: +1.3 points; 80 templates: +3.5 (ImageNet)"))):
-        rows.append([lang.tr(fr, en), pct(base["zero_shot"]["size"]["by_template"][family]),
-                     pct(neg["zero_shot"]["size"]["by_template"][family]), ref])
-    rows.append([lang.tr("trois légendes bien classées", "three captions ranked right"),
-                 pct(base["ranking"]["order"]), pct(neg["ranking"]["order"]), "—"])
+        rows.append(row(fr, en, lambda n: pct(results[n]["zero_shot"]["size"]["by_template"][family]), ref))
+    rows.append(row("trois légendes bien classées", "three captions ranked right",
+                    lambda n: pct(results[n]["ranking"]["order"])))
     for key, fr, en in (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
                         ("i2t_r1", "image → texte, R@1", "image → text, R@1")):
-        rows.append([lang.tr(fr, en), pct(base["retrieval"][key]), pct(neg["retrieval"][key]), "—"])
+        rows.append(row(fr, en, lambda n: pct(results[n]["retrieval"][key])))
     refs = {"relation": lang.tr("ARO VG-Relation\u00a0: 0,59 → 0,81 (NegCLIP)", "ARO VG-Relation: 0.59 → 0.81 (NegCLIP)"),
             "attribute": lang.tr("ARO VG-Attribution\u00a0: 0,62 → 0,71", "ARO VG-Attribution: 0.62 → 0.71"),
             "exchange": "—"}
     for kind in clip_eval.PROBES:
-        rows.append([lang.tr(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}"),
-                     pct(base["probe"][kind]), pct(neg["probe"][kind]), refs[kind]])
-    rows.append([lang.tr("écart entre modalités (initialisation\u00a0: ", "modality gap (initialisation: ")
-                 + lang.number(init_geometry["gap"], 2) + ")",
-                 lang.number(base["geometry"]["gap"], 2), lang.number(neg["geometry"]["gap"], 2),
-                 lang.tr("0,82 (CLIP, Liang et al.)", "0.82 (CLIP, Liang et al.)")])
-    return markdown_table(headers, rows, align="lrrl")
+        rows.append(row(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}",
+                        lambda n: pct(results[n]["probe"][kind]), refs[kind]))
+    rows.append(row("écart entre modalités (initialisation\u00a0: " + lang.number(init_geometry["gap"], 2) + ")",
+                    "modality gap (initialisation: " + lang.number(init_geometry["gap"], 2) + ")",
+                    lambda n: lang.number(results[n]["geometry"]["gap"], 2),
+                    lang.tr("0,82 (CLIP, Liang et al.)", "0.82 (CLIP, Liang et al.)")))
+    return markdown_table(headers, rows, align="l" + "r" * len(names) + "l")
 
 
 def real_weights_note(pool, limit: int = 500) -> str:

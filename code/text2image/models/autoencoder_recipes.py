@@ -681,13 +681,10 @@ recipes.register(Recipe(
 
 # --- vae-long, vqvae-long: the comparison's VAE and VQ-VAE, trained on ---
 
-LONG_LR = {"smoke": 1e-3, "cpu": 1e-3, "gpu": 5e-4}
-
-
 def _long_config(base: str, profile: str) -> TrainConfig:
     """As many steps again as the comparison, at half its learning rate, on the scenes after its last step."""
     config = recipes.get(base).config(profile)
-    return replace(config, lr=LONG_LR[profile], warmup=max(1, config.steps // 40),
+    return replace(config, lr=config.lr / 2, warmup=max(1, config.steps // 40),
                    extra={**config.extra, "first_step": config.steps, "starts_from": base})
 
 
