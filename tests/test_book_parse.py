@@ -187,3 +187,12 @@ def test_french_typography_ignores_code_math_and_english(tmp_path):
     en = "# A {#sec-a}\n\nFine : as English may write it.\n" + GOOD[13:]
     write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": en}})
     build.static_checks(build.project.load(tmp_path))  # no error
+
+
+def test_french_captions_want_no_break_spaces_too(tmp_path):
+    fr = GOOD.replace("#| fig-cap: A", '#| fig-cap: "Deux courbes : la perte et le score."')
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:5: French typography in the fig-cap: a breaking space before ':'"):
+        _static(tmp_path, {"fr": {"a": fr}, "en": {"a": GOOD}})
+    fixed = fr.replace(" :", "\u00a0:")
+    write_book(tmp_path, {"fr": {"a": fixed}, "en": {"a": GOOD}})
+    build.static_checks(build.project.load(tmp_path))  # no error

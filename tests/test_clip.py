@@ -159,7 +159,11 @@ def test_relation_twin_batches_reverse_every_relation_they_can():
         if expected is None:
             expected = splits.shape_twin(e, np.random.default_rng([R.TWIN_SEED, 7, k]))
         assert twin == expected
-    assert sum(t.prompt.relation != e.prompt.relation for e, t in zip(base, twins)) >= 5
+    reversed_ = sum(t.prompt.relation != e.prompt.relation for e, t in zip(base, twins))
+    assert reversed_ >= 5
+    assert R.relation_twins_per_batch(64, 0.5, steps=8) == pytest.approx(
+        np.mean([sum(t.prompt.relation != e.prompt.relation for e, t in zip(b[:32], b[32:]))
+                 for b in (R.batch_examples(s, 64, twins=0.5, relation_twins=True) for s in range(8))]))
     assert R.batch_examples(7, 64, twins=0.5) != examples  # shape twins only, as the baseline saw them
 
 

@@ -65,10 +65,13 @@ FRENCH_SPACE = re.compile(r"(?<=\S) (?=[;:!?»])|(?<=«) ")
 
 
 def check_french_typography(doc: Document, root: Path) -> None:
-    """In French prose, the space before ; : ! ? » and after « must not break (U+00A0 or U+202F)."""
+    """In French prose and captions, the space before ; : ! ? » and after « must not break (U+00A0 or U+202F)."""
     from text2image.book.qmd import mask
 
     for cell in doc.cells:
+        if cell.kind == "code":
+            _check_french_captions(doc, cell, root)
+            continue
         if cell.kind != "markdown":
             continue
         text = MATH.sub(lambda m: " " * len(m.group()), mask(cell.source, fenced=cell.fenced_lines))
@@ -82,6 +85,19 @@ def check_french_typography(doc: Document, root: Path) -> None:
                     f"{where(doc.path, cell.line + offset, root)}: French typography: a breaking space {where_} "
                     f"(use a no-break space, U+00A0): ...{original[max(0, hit.start() - 30):hit.end() + 10]}..."
                 )
+
+
+CAPTIONS = ("fig-cap", "tbl-cap", "fig-alt")
+
+
+def _check_french_captions(doc: Document, cell, root: Path) -> None:
+    """Captions are prose the reader sees, though they sit in a code cell's ``#|`` lines."""
+    for offset, line in enumerate(cell.source.split("\n")[:cell.option_count], 1):
+        key = line.lstrip("#| ").split(":", 1)[0].strip()
+        hit = FRENCH_SPACE.search(line.split(":", 1)[1]) if key in CAPTIONS and ":" in line else None
+        if hit:
+            raise BookError(f"{where(doc.path, cell.line + offset, root)}: French typography in the {key}: "
+                            f"a breaking space before {line.split(':', 1)[1][hit.end()]!r} (use a no-break space, U+00A0)")
 
 
 def _first_difference(a: str, b: str) -> str:

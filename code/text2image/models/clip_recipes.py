@@ -112,6 +112,16 @@ def told_apart_without_shapes(batch_size: int, twins: float, steps: int = 20) ->
     return singled / total
 
 
+def relation_twins_per_batch(batch_size: int, twins: float, steps: int = 20) -> float:
+    """How many relation twins a batch holds on average, when relation examples get one (:func:`batch_examples`)."""
+    found = 0
+    for step in range(steps):
+        examples = batch_examples(step, batch_size, twins, relation_twins=True)
+        n_base = batch_size - int(round(batch_size * twins))
+        found += sum(t.prompt.relation != e.prompt.relation for e, t in zip(examples[:n_base], examples[n_base:]))
+    return found / steps
+
+
 def _task(configs: dict[str, TrainConfig], negatives: bool):
     def task(model, profile):
         config = configs[profiles.check(profile)]
