@@ -520,21 +520,19 @@ recipes.register(Recipe(
 # --- VAE ---
 
 def _vae_task_for(name: str):
-    return lambda model, profile: _vae_task(model, profile, name)
+    def task(model, profile):
+        weight = _extra(name, profile)["kl_weight"]
 
-
-def _vae_task(model, profile, name="vae"):
-    weight = _extra(name, profile)["kl_weight"]
-
-    def loss_fn(m, batch):
-        x, _ = batch
-        x = x.to(_device(m))
-        posterior = m.encode(x).latent_dist
-        rec = m.decode(posterior.sample()).sample
-        kl = posterior.kl().mean() / posterior.mean[0].numel()  # nats per latent number
-        mse = F.mse_loss(rec, x)
-        return mse + weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
-    return loss_fn, _batch_fn(profile, name), _eval_fn(profile)
+        def loss_fn(m, batch):
+            x, _ = batch
+            x = x.to(_device(m))
+            posterior = m.encode(x).latent_dist
+            rec = m.decode(posterior.sample()).sample
+            kl = posterior.kl().mean() / posterior.mean[0].numel()  # nats per latent number
+            mse = F.mse_loss(rec, x)
+            return mse + weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
+        return loss_fn, _batch_fn(profile, name), _eval_fn(profile)
+    return task
 
 
 @torch.no_grad()
