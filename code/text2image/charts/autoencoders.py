@@ -272,10 +272,11 @@ def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dic
 
 
 def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, int]):
-    """Oracle agreement and PSNR of each comparison model and of its continuation, on one step axis.
+    """Scenes the oracle misreads (log scale, so that the last percent shows) and PSNR of each comparison
+    model and of its continuation, on one step axis.
 
     ``evals`` holds the evaluations of ``vae``, ``vqvae`` and their ``-long`` runs;
-    ``first_steps`` the step at which each continuation started.
+    ``first_steps`` the step at which each continuation started. A check without any error has no point.
     """
     fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
     for long, base in R.LONG.items():
@@ -283,12 +284,14 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
             rows = evals[name]
             steps = [offset + r["step"] for r in rows]
             kw = dict(color=MODEL_COLOURS[name], linewidth=1.6, markersize=4, label=model_name(name))
-            axes[0].plot(steps, [100 * r["oracle_agreement"] for r in rows], style, **kw)
+            misread = [100 * (1 - r["oracle_agreement"]) or np.nan for r in rows]
+            axes[0].plot(steps, misread, style, **kw)
             axes[1].plot(steps, [r["psnr"] for r in rows], style, **kw)
         for ax in axes:
             ax.axvline(first_steps[long], color="0.8", linewidth=1.0, zorder=0)
-    axes[0].axhline(100 * TARGETS["oracle"], color="0.4", linestyle=":", linewidth=1.2)
-    axes[0].set_ylabel(lang.tr("accord de l'oracle (%)", "oracle agreement (%)"))
+    axes[0].set_yscale("log")
+    axes[0].axhline(100 * (1 - TARGETS["oracle"]), color="0.4", linestyle=":", linewidth=1.2)
+    axes[0].set_ylabel(lang.tr("scènes mal relues par l'oracle (%)", "scenes the oracle misreads (%)"))
     axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
@@ -325,11 +328,10 @@ def quality_table(measured: Mapping[str, dict]):
     return markdown_table(headers, rows)
 
 
-def tokenizer_table(manifest: dict, codebook: int, grid: int):
-    """DALL·E, DALL·E mini and our VQ-VAE side by side: resolution, grid, codebook, training images."""
+def tokenizer_table(seen: int, codebook: int, grid: int):
+    """DALL·E, DALL·E mini and our VQ-VAE side by side: resolution, grid, codebook, training images (``seen``)."""
     from text2image.tables import markdown_table
 
-    seen = manifest["steps"] * manifest["recipe"]["batch_size"]
     headers = ["", "DALL·E (dVAE)", "DALL·E mini (VQGAN)", lang.tr("ce livre (VQ-VAE)", "this book (VQ-VAE)")]
     rows = [
         [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{R.RESOLUTION} px"],

@@ -24,7 +24,7 @@ from text2image.world.scene import SHAPES
 
 MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"),
                "clip-negatives": ("CLIP + négatifs difficiles", "CLIP + hard negatives"),
-               "clip-relation-twins": ("+ jumeaux de relation", "+ relation twins")}
+               "clip-relation-twins": ("CLIP + négatifs + jumeaux de relation", "CLIP + negatives + relation twins")}
 ATTRIBUTE_NAMES = {"shape": ("forme", "shape"), "colour": ("couleur", "colour"), "size": ("taille", "size"),
                    "count": ("nombre", "count")}
 PROBE_NAMES = {"relation": ("relation inversée", "relation reversed"),
