@@ -165,6 +165,8 @@ def test_relation_twin_batches_reverse_every_relation_they_can():
         np.mean([sum(t.prompt.relation != e.prompt.relation for e, t in zip(b[:32], b[32:]))
                  for b in (R.batch_examples(s, 64, twins=0.5, relation_twins=True) for s in range(8))]))
     assert R.batch_examples(7, 64, twins=0.5) != examples  # shape twins only, as the baseline saw them
+    heavy = R.relation_twins_per_batch(64, 0.5, mix=R.FINE_TUNE_MIX, steps=8)
+    assert heavy > 1.5 * R.relation_twins_per_batch(64, 0.5, steps=8)  # the fine-tuning mix: more relations
 
 
 def test_twins_leave_no_caption_that_colours_counts_and_sizes_single_out():

@@ -45,19 +45,26 @@ CONFIGS = {
 }
 
 
+# The fine-tunings draw relation examples (the ones that hard negatives and twins are about) more often.
+FINE_TUNE_MIX = {"single": 0.15, "count": 0.1, "list": 0.15, "relation": 0.6}
+
+
 def _fine_tune(profile: str, steps: int, lr: float, warmup: int) -> TrainConfig:
     """NegCLIP's config: it goes on from the baseline, on the examples that follow the baseline's last step."""
     base = CONFIGS[profile]
-    return replace(base, steps=steps, lr=lr, warmup=warmup, extra={**base.extra, "first_step": base.steps})
+    return replace(base, steps=steps, lr=lr, warmup=warmup,
+                   extra={**base.extra, "first_step": base.steps, "mix": FINE_TUNE_MIX})
 
 
-FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 1500, 1e-3, 100),
+FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 3000, 1e-3, 100),
                      "gpu": _fine_tune("gpu", 3000, 2e-4, 200)}
 RELATION_TWIN_CONFIGS = {p: replace(c, extra={**c.extra, "relation_twins": True}) for p, c in FINE_TUNE_CONFIGS.items()}
 
 
-def batch_examples(step: int, batch_size: int, twins: float = 0.0, relation_twins: bool = False) -> list[splits.Example]:
-    """The examples of training step ``step``: new training examples, then twins of the first ones.
+def batch_examples(step: int, batch_size: int, twins: float = 0.0, relation_twins: bool = False,
+                   mix: dict | None = None) -> list[splits.Example]:
+    """The examples of training step ``step``: new training examples (of the kinds in ``mix``, by default
+    the world's), then twins of the first ones.
 
     ``twins``: the share of the batch that is twins, each drawn from its own
     ``(seed, step, slot)`` stream: shape twins (:func:`splits.shape_twin`), or with
@@ -67,7 +74,7 @@ def batch_examples(step: int, batch_size: int, twins: float = 0.0, relation_twin
     """
     n_twins = int(round(batch_size * twins))
     n_base = batch_size - n_twins
-    examples = splits.examples("train", step * n_base, (step + 1) * n_base)
+    examples = splits.examples("train", step * n_base, (step + 1) * n_base, mix)
     found = []
     for k, e in enumerate(examples):  # the rare example with no allowed twin passes its turn to the next
         if len(found) == n_twins:
@@ -80,9 +87,10 @@ def batch_examples(step: int, batch_size: int, twins: float = 0.0, relation_twin
     return examples + found
 
 
-def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0, relation_twins: bool = False) -> dict:
+def batch(step: int, batch_size: int, negatives: bool, twins: float = 0.0, relation_twins: bool = False,
+          mix: dict | None = None) -> dict:
     """Images, token ids and (optionally) hard negatives of training step ``step`` (see :func:`batch_examples`)."""
-    examples = batch_examples(step, batch_size, twins, relation_twins)
+    examples = batch_examples(step, batch_size, twins, relation_twins, mix)
     images, _ = render([e.scene for e in examples], M.RESOLUTION)
     texts = [e.caption.text for e in examples]
     n_negatives = 0
@@ -112,11 +120,11 @@ def told_apart_without_shapes(batch_size: int, twins: float, steps: int = 20) ->
     return singled / total
 
 
-def relation_twins_per_batch(batch_size: int, twins: float, steps: int = 20) -> float:
+def relation_twins_per_batch(batch_size: int, twins: float, mix: dict | None = None, steps: int = 20) -> float:
     """How many relation twins a batch holds on average, when relation examples get one (:func:`batch_examples`)."""
     found = 0
     for step in range(steps):
-        examples = batch_examples(step, batch_size, twins, relation_twins=True)
+        examples = batch_examples(step, batch_size, twins, relation_twins=True, mix=mix)
         n_base = batch_size - int(round(batch_size * twins))
         found += sum(t.prompt.relation != e.prompt.relation for e, t in zip(examples[:n_base], examples[n_base:]))
     return found / steps
@@ -130,7 +138,7 @@ def _task(configs: dict[str, TrainConfig], negatives: bool):
 
         def batch_fn(step):
             b = batch(first + step, config.batch_size, negatives, config.extra.get("twins", 0.0),
-                      config.extra.get("relation_twins", False))
+                      config.extra.get("relation_twins", False), config.extra.get("mix"))
             return {k: v.to(device()) if torch.is_tensor(v) else v for k, v in b.items()}
 
         def loss(m, b):
