@@ -181,10 +181,18 @@ def test_negclip_goes_on_from_the_baseline_on_examples_it_never_saw(tmp_path, mo
     start = recipes.get("clip-negatives").build("smoke")
     for a, b in zip(baseline.state_dict().values(), start.state_dict().values()):
         torch.testing.assert_close(a, b)
-    for name in ("clip-negatives", "clip-relation-twins"):
+    for name in ("clip-continued", "clip-negatives", "clip-relation-twins"):
         config = recipes.get(name).config("smoke")
         assert config.extra["first_step"] == recipes.get("clip").config("smoke").steps
     assert recipes.get("clip-relation-twins").config("cpu").extra["relation_twins"]
+
+
+def test_the_control_sees_negclips_examples_without_its_negatives():
+    model = M.build(M.SIZES["smoke"])
+    control = recipes.get("clip-continued").task(model, "smoke")[1](0)
+    negclip = recipes.get("clip-negatives").task(model, "smoke")[1](0)
+    torch.testing.assert_close(control["pixel_values"], negclip["pixel_values"])
+    assert control["n_negatives"] == 0 < negclip["n_negatives"]
 
 
 # ----------------------------------------------------------------------------- scoring on hand-built matrices
@@ -257,7 +265,7 @@ def test_zero_shot_templates_and_ensembles(tiny):
 
 # ----------------------------------------------------------------------------- shipped checkpoints
 
-@pytest.mark.parametrize("name", ["clip", "clip-negatives"])
+@pytest.mark.parametrize("name", ["clip", "clip-continued", "clip-negatives", "clip-relation-twins"])
 def test_shipped_checkpoint_reproduces_its_manifest(name):
     folder = checkpoints.checkpoint_dir(name)
     if not (folder / checkpoints.MANIFEST).is_file():

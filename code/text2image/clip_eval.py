@@ -330,7 +330,7 @@ def training_metrics(model, p: Pool) -> dict[str, float]:
     out.update({f"probe_{k}": v for k, v in probe(model, p).items() if not k.endswith("_n")})
     out.update(geometry(model, p))
     out.update(retrieval(model, p, ks=(1,)))
-    out["logit_scale"] = float(model.logit_scale.exp().clamp(max=100.0))
+    out["logit_scale"] = float(model.logit_scale.detach().exp().clamp(max=100.0))
     return out
 
 

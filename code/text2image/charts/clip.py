@@ -23,6 +23,7 @@ from text2image.train import read_log
 from text2image.world.scene import SHAPES
 
 MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"),
+               "clip-continued": ("CLIP prolongé", "CLIP, trained on"),
                "clip-negatives": ("CLIP + négatifs difficiles", "CLIP + hard negatives"),
                "clip-relation-twins": ("CLIP + négatifs + jumeaux de relation", "CLIP + negatives + relation twins")}
 ATTRIBUTE_NAMES = {"shape": ("forme", "shape"), "colour": ("couleur", "colour"), "size": ("taille", "size"),
@@ -34,7 +35,7 @@ SIZE_FR = {"small": "petit", "large": "grand"}
 NUMBER_FR = {"two": "deux", "three": "trois", "four": "quatre"}
 RANKING_NAMES = {"match": ("correspond", "matching"), "partial": ("en partie", "partly"),
                  "unrelated": ("sans rapport", "unrelated")}
-COLOURS = {"clip": "#377eb8", "clip-negatives": "#e41a1c", "clip-relation-twins": "#4daf4a"}
+COLOURS = {"clip": "#377eb8", "clip-continued": "#984ea3", "clip-negatives": "#e41a1c", "clip-relation-twins": "#4daf4a"}
 
 
 def model_name(name: str) -> str:

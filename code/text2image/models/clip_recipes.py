@@ -1,4 +1,5 @@
-"""Recipes of the CLIP chapter: ``clip`` (the baseline), ``clip-negatives`` (NegCLIP) and ``clip-relation-twins``.
+"""Recipes of the CLIP chapter: ``clip`` (the baseline), ``clip-continued``, ``clip-negatives`` (NegCLIP) and
+``clip-relation-twins``.
 
 The batch of step ``s`` is a pure function of ``s`` (so a resumed run is
 exact): training examples of the world, half of them followed by a *shape twin*
@@ -8,7 +9,9 @@ that colours and counts alone cannot match captions to images.
 ``clip-negatives`` is NegCLIP: it starts from the trained baseline and goes on,
 on examples the baseline never saw, with each caption's hard negatives
 (relation reversed, attributes swapped between two objects) added as extra
-texts, counted only as negatives. ``clip-relation-twins`` is the same
+texts, counted only as negatives. ``clip-continued`` is its control: the same
+steps on the same examples, without negatives, so that the chapter can tell
+what the negatives add to a longer training. ``clip-relation-twins`` is the same
 fine-tuning with hard negative *images* as well: each relation example of a
 batch comes with its relation twin (:func:`splits.relation_twin`).
 """
@@ -169,6 +172,8 @@ def _build_from_baseline(profile: str):
 
 register(Recipe(name="clip", build=_build, task=_task(CONFIGS, negatives=False), configs=CONFIGS,
                 model_class=M.CLIPModel))
+register(Recipe(name="clip-continued", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=False),
+                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))
 register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=True),
                 configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))
 register(Recipe(name="clip-relation-twins", build=_build_from_baseline,
