@@ -59,7 +59,7 @@ def _fine_tune(profile: str, steps: int, lr: float, warmup: int) -> TrainConfig:
                    extra={**base.extra, "first_step": base.steps, "mix": FINE_TUNE_MIX})
 
 
-FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 3000, 1e-3, 100),
+FINE_TUNE_CONFIGS = {"smoke": _fine_tune("smoke", 2, 1e-3, 1), "cpu": _fine_tune("cpu", 4000, 1e-3, 100),
                      "gpu": _fine_tune("gpu", 3000, 2e-4, 200)}
 RELATION_TWIN_CONFIGS = {p: replace(c, extra={**c.extra, "relation_twins": True}) for p, c in FINE_TUNE_CONFIGS.items()}
 
