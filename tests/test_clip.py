@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from text2image import checkpoints, clip_eval, recipes
+from text2image.charts import clip as charts
 from text2image.models import clip as M
 from text2image.models import clip_recipes as R
 from text2image.world import parse_caption, splits
@@ -282,8 +283,14 @@ def test_shipped_checkpoint_reproduces_its_manifest(name):
         assert measured[key] == pytest.approx(manifest["metrics"][key], abs=0.02), key
 
 
+def test_largest_rise_finds_the_jump():
+    evals = [{"step": 250, "p": 0.5}, {"step": 500, "p": 0.55}, {"step": 750, "p": 0.9}, {"step": 1000, "p": 0.95}]
+    assert charts.largest_rise(evals, "p") == (750, 0.55, 0.9)
+    assert charts.largest_rise(evals[:1], "p") is None
+    assert "500" in charts.rise_sentence((750, 0.55, 0.9), first_step=250)
+
+
 def test_worst_confusion_and_first_step_above():
-    from text2image.charts import clip as charts
     report = {"shape": {"labels": ["circle", "square", "cross"],
                         "confusion": [[8, 2, 0], [1, 9, 0], [0, 6, 4]]}}
     truth, predicted, share = charts.worst_confusion(report, "shape")

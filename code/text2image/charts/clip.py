@@ -142,6 +142,28 @@ def first_step_above(evals: Sequence[dict], key: str, level: float) -> int | Non
     return next((e["step"] for e in evals if e[key] > level), None)
 
 
+def largest_rise(evals: Sequence[dict], key: str) -> tuple[int, float, float] | None:
+    """The step where ``key`` rose most since the evaluation before, with its values before and after
+    (``None`` with fewer than two evaluations)."""
+    pairs = list(zip(evals, evals[1:]))
+    if not pairs:
+        return None
+    before, after = max(pairs, key=lambda p: p[1][key] - p[0][key])
+    return after["step"], before[key], after[key]
+
+
+def rise_sentence(rise: tuple[int, float, float] | None, first_step: int) -> str:
+    """The prose's sentence on the largest rise of the relation probe during a fine-tuning."""
+    if rise is None:
+        return lang.tr("Cet entraînement n'a pas été évalué en cours de route.",
+                       "This training was not evaluated along the way.")
+    step, before, after = lang.integer(rise[0] - first_step), lang.percent(rise[1], 0), lang.percent(rise[2], 0)
+    return lang.tr(f"Sur la validation, la plus forte hausse du test des relations entre deux évaluations "
+                   f"a eu lieu {step}\u00a0pas après le début de l'affinage, de {before} à {after}.",
+                   f"On the validation set, the relation probe rose most between two evaluations {step} steps "
+                   f"into the fine-tuning, from {before} to {after}.")
+
+
 def confusions(report: Mapping[str, dict]):
     """One confusion matrix (shares of each true class) per attribute."""
     attributes = list(report)
