@@ -58,6 +58,41 @@ def test_a_checkpoint_from_another_recipe_is_refused(project, monkeypatch):
         recipes.load_or_train("toy", "cpu", progress=False)
 
 
+def follow_up_recipe():
+    """A toy recipe that goes on from the toy's shipped weights, as the fine-tunes of the book do."""
+    toy = toy_recipe("toy-more")
+
+    def build(profile):
+        model, _ = recipes.load_or_train("toy", profile, progress=False)
+        return model
+
+    return recipes.Recipe("toy-more", build, toy.task, toy.configs, base="toy")
+
+
+def test_a_follow_up_whose_base_was_retrained_is_refused(project, monkeypatch):
+    monkeypatch.setitem(recipes.REGISTRY, "toy-more", follow_up_recipe())
+    _, manifest = recipes.load_or_train("toy-more", "cpu", progress=False)
+    toy_folder = project / "data" / "checkpoints" / "toy"
+    assert manifest["base"] == {"name": "toy", "weights": checkpoints.weights_digest(toy_folder)}
+    recipes.train("toy", "cpu", progress=False)  # the same recipe again (its finished run): same weights
+    recipes.load_or_train("toy-more", "cpu", progress=False)
+    monkeypatch.setitem(recipes.REGISTRY, "toy", toy_recipe(lr=0.01))
+    recipes.train("toy", "cpu", progress=False)  # the base changes
+    with pytest.raises(checkpoints.CheckpointError, match="trained on from toy.*python -m text2image train toy-more"):
+        recipes.load_or_train("toy-more", "cpu", progress=False)
+
+
+def test_smoke_retrains_a_follow_up_whose_base_changed(project, monkeypatch, capsys):
+    monkeypatch.setitem(recipes.REGISTRY, "toy-more", follow_up_recipe())
+    recipes.load_or_train("toy-more", "smoke", progress=False)
+    monkeypatch.setitem(recipes.REGISTRY, "toy", toy_recipe(lr=0.01))
+    recipes.train("toy", "smoke", progress=False)
+    capsys.readouterr()
+    _, manifest = recipes.load_or_train("toy-more", "smoke", progress=False)
+    assert "toy-more: no usable checkpoint" in capsys.readouterr().out
+    assert manifest["base"]["weights"] == checkpoints.weights_digest(project / "build/smoke/checkpoints/toy")
+
+
 def test_unknown_recipe_lists_the_known_ones(project):
     with pytest.raises(recipes.UnknownRecipe, match="known recipes: .*toy"):
         recipes.get("nope")

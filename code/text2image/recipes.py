@@ -43,7 +43,9 @@ class Recipe:
     loads the weights back (a class with ``from_pretrained``, or ``None`` for a
     plain module rebuilt by ``build``). ``export`` picks what is shipped from
     what was trained (e.g. the autoencoder inside a wrapper that also holds a
-    GAN discriminator); by default the whole trained model.
+    GAN discriminator); by default the whole trained model. ``base`` names the
+    recipe whose shipped weights this one goes on from: the manifest records
+    their digest, and loading refuses a checkpoint whose base has changed since.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Recipe:
     model_class: type | None = None
     data_seed: int = 0
     export: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+    base: str | None = None
 
     def config(self, profile: str) -> TrainConfig:
         return profiles.pick(self.configs, profile)
@@ -126,11 +129,23 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
         "parameters": sum(p.numel() for p in shipped.parameters()),
         "metrics": metrics,
     }
+    if recipe.base:
+        base_weights = checkpoints.weights_digest(checkpoint_folder(recipe.base, profile))
+        manifest["base"] = {"name": recipe.base, "weights": base_weights}
     folder = checkpoints.save(shipped, checkpoint_folder(name, profile), manifest)
     for log in (LOG_CSV, EVAL_JSON):  # shipped with the weights: chapters plot the training curves
         if (run_dir / log).is_file():
             shutil.copyfile(run_dir / log, folder / log)
     return folder
+
+
+def _stale_base(manifest: dict, profile: str) -> str | None:
+    """The current weights digest of the base a checkpoint went on from, when it is no longer the recorded one."""
+    base = manifest.get("base")
+    if not base:
+        return None
+    now = checkpoints.weights_digest(checkpoint_folder(base["name"], profile))
+    return now if now != base["weights"] else None
 
 
 def load_or_train(name: str, profile: str | None = None, progress: bool = True) -> tuple[torch.nn.Module, dict]:
@@ -147,10 +162,11 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
         fresh = not (folder / checkpoints.MANIFEST).is_file()
         if not fresh and profile == "gpu":
             fresh = checkpoints.read_manifest(folder).get("profile") != "gpu"
-        if not fresh and profile == "smoke":  # throwaway models: retrain when the recipe changed
-            fresh = checkpoints.read_manifest(folder).get("recipe") != as_json(recipe.config(profile))
+        if not fresh and profile == "smoke":  # throwaway models: retrain when the recipe or the base changed
+            manifest = checkpoints.read_manifest(folder)
+            fresh = manifest.get("recipe") != as_json(recipe.config(profile)) or _stale_base(manifest, profile)
         if fresh:
-            print(f"{name}: no checkpoint for profile {profile} in {folder}; training it now")
+            print(f"{name}: no usable checkpoint for profile {profile} in {folder}; training it now")
             train(name, profile, progress=progress)
         manifest = checkpoints.read_manifest(folder)
     expected = as_json(recipe.config(profile))
@@ -159,6 +175,13 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
             f"{folder / checkpoints.MANIFEST}: made with another recipe than the code's "
             f"{profile} recipe; {checkpoints.retrain_hint(name)} --profile {profile}"
         )
+    stale = _stale_base(manifest, profile)
+    if stale:
+        base = manifest["base"]
+        raise checkpoints.CheckpointError(
+            f"{folder / checkpoints.MANIFEST}: trained on from {base['name']} (weights {base['weights']}), "
+            f"but that checkpoint has changed since (weights {stale}); "
+            f"{checkpoints.retrain_hint(name)} --profile {profile}")
     template = None if recipe.model_class is not None else recipe.build(profile)
     model = checkpoints.load(recipe.model_class or torch.nn.Module, folder, model=template)
     return model, manifest

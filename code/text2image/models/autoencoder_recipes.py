@@ -700,7 +700,8 @@ for _name, _base in LONG.items():
     recipes.register(Recipe(
         _name, build=functools.partial(_build_long, _base), task=_long_task,
         configs={p: _long_config(_base, p) for p in profiles.PROFILES},
-        model_class=recipes.get(_base).model_class, data_seed=TRAIN_SEED, export=recipes.get(_base).export))
+        model_class=recipes.get(_base).model_class, data_seed=TRAIN_SEED, export=recipes.get(_base).export,
+        base=_base))
 
 
 # ----------------------------------------------------------------------------- loading, and the cached sweep

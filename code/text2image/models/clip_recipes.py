@@ -173,9 +173,9 @@ def _build_from_baseline(profile: str):
 register(Recipe(name="clip", build=_build, task=_task(CONFIGS, negatives=False), configs=CONFIGS,
                 model_class=M.CLIPModel))
 register(Recipe(name="clip-continued", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=False),
-                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))
+                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel, base="clip"))
 register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=True),
-                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel))
+                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel, base="clip"))
 register(Recipe(name="clip-relation-twins", build=_build_from_baseline,
                 task=_task(RELATION_TWIN_CONFIGS, negatives=True), configs=RELATION_TWIN_CONFIGS,
-                model_class=M.CLIPModel))
+                model_class=M.CLIPModel, base="clip"))
