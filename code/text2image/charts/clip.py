@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.lines import Line2D
 
 from text2image import clip_eval, lang, pretrained, recipes
 from text2image.charts.world import colour_name, shape_name
@@ -35,7 +36,8 @@ SIZE_FR = {"small": "petit", "large": "grand"}
 NUMBER_FR = {"two": "deux", "three": "trois", "four": "quatre"}
 RANKING_NAMES = {"match": ("correspond", "matching"), "partial": ("en partie", "partly"),
                  "unrelated": ("sans rapport", "unrelated")}
-COLOURS = {"clip": "#377eb8", "clip-continued": "#984ea3", "clip-negatives": "#e41a1c", "clip-relation-twins": "#4daf4a"}
+COLOURS = {"clip": "#377eb8", "clip-continued": "#984ea3", "clip-negatives": "#e41a1c",
+           "clip-relation-twins": "#4daf4a"}
 
 
 def model_name(name: str) -> str:
@@ -84,6 +86,9 @@ def _profile() -> str:
     return profiles.current()
 
 
+PROBE_STYLES = {"relation": "-", "attribute": "--"}
+
+
 def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init_gap: float):
     """Loss, modality gap, zero-shot shape accuracy and probe accuracy against the training step."""
     fig, axes = subplots(2, 2, figsize=(10, 6.6))
@@ -98,9 +103,9 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
                      color=colour, ms=3, label=model_name(name))
         axes[2].plot([e["step"] for e in evals], [e["zero_shot_shape"] for e in evals], "o-", color=colour, ms=3,
                      label=model_name(name))
-        for kind, style in (("relation", "-"), ("attribute", "--")):
+        for kind, style in PROBE_STYLES.items():
             axes[3].plot([e["step"] for e in evals], [e[f"probe_{kind}"] for e in evals], style, color=colour,
-                         marker="o", ms=3, label=f"{model_name(name)}, {probe_name(kind)}")
+                         marker="o", ms=3)
     axes[0].set_title(lang.tr("perte contrastive", "contrastive loss"))
     axes[1].set_title(lang.tr("écart entre modalités", "modality gap"))
     axes[2].set_title(lang.tr("forme sans exemple (validation)", "zero-shot shape (validation)"))
@@ -111,9 +116,12 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
     axes[3].set_ylim(0.0, 1.02)
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
-    axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=7, loc="lower center")
-    fig.tight_layout()
+    # colours name the recipes (one legend above the panels), line styles the probes
+    styles = [Line2D([], [], color="black", ls=style, lw=1.2, label=probe_name(kind))
+              for kind, style in PROBE_STYLES.items()]
+    axes[3].legend(handles=styles, fontsize=8, loc="lower right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(histories), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
