@@ -283,11 +283,12 @@ def test_shipped_checkpoint_reproduces_its_manifest(name):
         assert measured[key] == pytest.approx(manifest["metrics"][key], abs=0.02), key
 
 
-def test_largest_rise_finds_the_jump():
-    evals = [{"step": 250, "p": 0.5}, {"step": 500, "p": 0.55}, {"step": 750, "p": 0.9}, {"step": 1000, "p": 0.95}]
-    assert charts.largest_rise(evals, "p") == (750, 0.55, 0.9)
-    assert charts.largest_rise(evals[:1], "p") is None
-    assert "500" in charts.rise_sentence((750, 0.55, 0.9), first_step=250)
+def test_steps_to_reach_and_its_sentence():
+    evals = [{"step": 3250, "p": 0.5}, {"step": 3500, "p": 0.95}]
+    assert charts.steps_to_reach(evals, "p", 0.9, first_step=3000) == 500
+    assert charts.steps_to_reach(evals, "p", 0.99, first_step=3000) is None
+    sentence = charts.reach_sentence({"clip-negatives": 500, "clip-relation-twins": None}, 0.9)
+    assert "500" in sentence and charts.model_name("clip-relation-twins") in sentence
 
 
 def test_worst_confusion_and_first_step_above():

@@ -150,26 +150,27 @@ def first_step_above(evals: Sequence[dict], key: str, level: float) -> int | Non
     return next((e["step"] for e in evals if e[key] > level), None)
 
 
-def largest_rise(evals: Sequence[dict], key: str) -> tuple[int, float, float] | None:
-    """The step where ``key`` rose most since the evaluation before, with its values before and after
-    (``None`` with fewer than two evaluations)."""
-    pairs = list(zip(evals, evals[1:]))
-    if not pairs:
-        return None
-    before, after = max(pairs, key=lambda p: p[1][key] - p[0][key])
-    return after["step"], before[key], after[key]
+def steps_to_reach(evals: Sequence[dict], key: str, level: float, first_step: int) -> int | None:
+    """How many steps of a fine-tuning (starting at ``first_step``) ``key`` took to exceed ``level``."""
+    step = first_step_above(evals, key, level)
+    return None if step is None else step - first_step
 
 
-def rise_sentence(rise: tuple[int, float, float] | None, first_step: int) -> str:
-    """The prose's sentence on the largest rise of the relation probe during a fine-tuning."""
-    if rise is None:
-        return lang.tr("Cet entraînement n'a pas été évalué en cours de route.",
-                       "This training was not evaluated along the way.")
-    step, before, after = lang.integer(rise[0] - first_step), lang.percent(rise[1], 0), lang.percent(rise[2], 0)
-    return lang.tr(f"Sur la validation, la plus forte hausse du test des relations entre deux évaluations "
-                   f"a eu lieu {step}\u00a0pas après le début de l'affinage, de {before} à {after}.",
-                   f"On the validation set, the relation probe rose most between two evaluations {step} steps "
-                   f"into the fine-tuning, from {before} to {after}.")
+def reach_sentence(steps: Mapping[str, int | None], level: float) -> str:
+    """The prose's sentence on how many fine-tuning steps each recipe took to pass ``level`` on the relation probe."""
+    clauses = []
+    for k, (name, n) in enumerate(steps.items()):
+        model = lang.tr(f"«\u00a0{model_name(name)}\u00a0»", f"“{model_name(name)}”")
+        if n is None:
+            clauses.append(lang.tr(f"jamais pour {model}", f"never for {model}"))
+        elif k == 0:
+            clauses.append(lang.tr(f"après {lang.integer(n)}\u00a0pas d'affinage pour {model}",
+                                   f"after {lang.integer(n)} steps of fine-tuning for {model}"))
+        else:
+            clauses.append(lang.tr(f"après {lang.integer(n)} pour {model}", f"after {lang.integer(n)} for {model}"))
+    joined = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + lang.tr(" et ", " and ") + clauses[-1]
+    return lang.tr(f"Sur la validation, le test des relations a dépassé {lang.percent(level, 0)} {joined}.",
+                   f"On the validation set, the relation probe passed {lang.percent(level, 0)} {joined}.")
 
 
 def confusions(report: Mapping[str, dict]):
