@@ -88,7 +88,7 @@ def test_a_few_steps_lower_the_loss():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.2
 
 

@@ -24,7 +24,7 @@ from text2image.train import read_log
 from text2image.world.scene import SHAPES
 
 MODEL_NAMES = {"clip": ("CLIP de base", "baseline CLIP"),
-               "clip-continued": ("CLIP prolongé", "CLIP, trained on"),
+               "clip-continued": ("CLIP prolongé", "CLIP, trained longer"),
                "clip-negatives": ("CLIP + négatifs difficiles", "CLIP + hard negatives"),
                "clip-relation-twins": ("CLIP + négatifs + jumeaux de relation", "CLIP + negatives + relation twins")}
 ATTRIBUTE_NAMES = {"shape": ("forme", "shape"), "colour": ("couleur", "colour"), "size": ("taille", "size"),
