@@ -120,7 +120,8 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
     styles = [Line2D([], [], color="black", ls=style, lw=1.2, label=probe_name(kind))
               for kind, style in PROBE_STYLES.items()]
     axes[3].legend(handles=styles, fontsize=8, loc="lower right")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(histories), fontsize=9, frameon=False)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(histories), fontsize=9,
+               frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
