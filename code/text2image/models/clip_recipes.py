@@ -164,18 +164,20 @@ def _build(profile: str):
     return M.build(M.SIZES[profiles.check(profile)])
 
 
+BASELINE = "clip"
+
+
 def _build_from_baseline(profile: str):
     """NegCLIP starts from a trained CLIP: the baseline's shipped weights (trained first if missing)."""
-    model, _ = load_or_train("clip", profile, progress=True)
+    model, _ = load_or_train(BASELINE, profile, progress=True)
     return model.train()
 
 
-register(Recipe(name="clip", build=_build, task=_task(CONFIGS, negatives=False), configs=CONFIGS,
+register(Recipe(name=BASELINE, build=_build, task=_task(CONFIGS, negatives=False), configs=CONFIGS,
                 model_class=M.CLIPModel))
-register(Recipe(name="clip-continued", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=False),
-                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel, base="clip"))
-register(Recipe(name="clip-negatives", build=_build_from_baseline, task=_task(FINE_TUNE_CONFIGS, negatives=True),
-                configs=FINE_TUNE_CONFIGS, model_class=M.CLIPModel, base="clip"))
-register(Recipe(name="clip-relation-twins", build=_build_from_baseline,
-                task=_task(RELATION_TWIN_CONFIGS, negatives=True), configs=RELATION_TWIN_CONFIGS,
-                model_class=M.CLIPModel, base="clip"))
+# the fine-tunes: (configs, hard negatives), all going on from the baseline's shipped weights
+FINE_TUNES = {"clip-continued": (FINE_TUNE_CONFIGS, False), "clip-negatives": (FINE_TUNE_CONFIGS, True),
+              "clip-relation-twins": (RELATION_TWIN_CONFIGS, True)}
+for _name, (_configs, _negatives) in FINE_TUNES.items():
+    register(Recipe(name=_name, build=_build_from_baseline, task=_task(_configs, _negatives), configs=_configs,
+                    model_class=M.CLIPModel, base=BASELINE))
