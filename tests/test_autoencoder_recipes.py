@@ -8,8 +8,12 @@ import pytest
 import torch
 
 from text2image import checkpoints, recipes
-from text2image.models import autoencoder_recipes as R
+from text2image.evaluate import reconstruction
+from text2image.models import autoencoders as ae
+from text2image.recipes import autoencoders as R
 from text2image.train import Trainer, read_log
+from text2image.world import tensors
+from text2image.world.render import render
 from text2image.world.scene import Object, Scene
 
 TRAINED = ("percept", *R.MODELS, *R.LONG, R.sweep_name(16))
@@ -24,8 +28,8 @@ def project(tmp_path, monkeypatch):
 
 
 def test_batches_are_a_pure_function_of_the_step():
-    a, b = R.world_batch(3, 4), R.world_batch(3, 4)
-    assert torch.equal(a, b) and not torch.equal(a, R.world_batch(4, 4))
+    a, b = tensors.world_batch(3, 4), tensors.world_batch(3, 4)
+    assert torch.equal(a, b) and not torch.equal(a, tensors.world_batch(4, 4))
     assert a.shape == (4, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
 
 
@@ -55,41 +59,41 @@ def test_long_recipes_go_on_from_the_comparison_weights_on_unseen_scenes(name, p
     base = R.LONG[name]
     base_model, _ = recipes.load_or_train(base, "smoke", progress=False)
     start = recipes.get(name).build("smoke")
-    for a, b in zip(R.unwrap(base_model).state_dict().values(), R.unwrap(start).state_dict().values()):
+    for a, b in zip(ae.unwrap(base_model).state_dict().values(), ae.unwrap(start).state_dict().values()):
         torch.testing.assert_close(a, b)
     config, base_config = recipes.get(name).config("smoke"), recipes.get(base).config("smoke")
     assert config.extra["first_step"] == base_config.steps and config.lr < base_config.lr
     _, batch_fn, _ = recipes.get(name).task(start, "smoke")
     images, step = batch_fn(0)
-    assert step == 0 and torch.equal(images, R.world_batch(base_config.steps, config.batch_size))
+    assert step == 0 and torch.equal(images, tensors.world_batch(base_config.steps, config.batch_size))
 
 
 def test_eval_reports_psnr_oracle_agreement_and_codebook_use(project):
     vq = recipes.get("vqvae").build("smoke")
-    metrics = R.evaluate(vq, n=8)
+    metrics = reconstruction.evaluate(vq, n=8)
     assert {"psnr", "mse", "codebook_usage", "codebook_perplexity"} <= set(metrics)
-    assert "oracle_agreement" in metrics or R._oracle_parse() is None
+    assert "oracle_agreement" in metrics or reconstruction._oracle_parse() is None
     plain = recipes.get("ae").build("smoke")
-    assert "codebook_usage" not in R.evaluate(plain, n=8)
+    assert "codebook_usage" not in reconstruction.evaluate(plain, n=8)
 
 
 def test_the_oracle_agrees_with_itself_on_clean_images():
-    scenes, images, _ = R.test_set(16)
-    if R._oracle_parse() is None:
+    scenes, images, _ = tensors.test_set(16)
+    if reconstruction._oracle_parse() is None:
         pytest.skip("the world has no oracle yet")
-    assert R.oracle_agreement(images, scenes) == 1.0
-    assert R.oracle_agreement(torch.zeros_like(images), scenes) == 0.0
+    assert reconstruction.oracle_agreement(images, scenes) == 1.0
+    assert reconstruction.oracle_agreement(torch.zeros_like(images), scenes) == 0.0
 
 
 def test_same_scene_matches_objects_in_any_order_within_a_pixel():
     a = Object("circle", "red", "large", 0.3, 0.3)
     b = Object("square", "blue", "small", 0.7, 0.6)
     scene = Scene((a, b))
-    assert R.same_scene([b, a], scene)
-    assert R.same_scene([Object("circle", "red", "large", 0.3 + 0.5 / 32, 0.3), b], scene)
-    assert not R.same_scene([Object("circle", "red", "large", 0.3 + 2 / 32, 0.3), b], scene)
-    assert not R.same_scene([Object("circle", "green", "large", 0.3, 0.3), b], scene)
-    assert not R.same_scene([a], scene)
+    assert reconstruction.same_scene([b, a], scene)
+    assert reconstruction.same_scene([Object("circle", "red", "large", 0.3 + 0.5 / 32, 0.3), b], scene)
+    assert not reconstruction.same_scene([Object("circle", "red", "large", 0.3 + 2 / 32, 0.3), b], scene)
+    assert not reconstruction.same_scene([Object("circle", "green", "large", 0.3, 0.3), b], scene)
+    assert not reconstruction.same_scene([a], scene)
 
 
 def test_code_usage_is_part_of_the_resumable_state():
@@ -125,7 +129,7 @@ def test_shipped_checkpoints_reproduce_their_manifest(name):
             assert measured[key] == pytest.approx(value, abs=0.01), key
         return
     with torch.no_grad():  # a small sample of the manifest's test scenes, so the tolerances are loose
-        measured = R.evaluate(model, n=128)
+        measured = reconstruction.evaluate(model, n=128)
     assert measured["psnr"] == pytest.approx(expected["psnr"], abs=1.0)  # a broken checkpoint loses far more
     if "oracle_agreement" in expected:
         assert measured["oracle_agreement"] >= expected["oracle_agreement"] - 0.06
@@ -144,21 +148,21 @@ def test_the_shipped_sweep_matches_its_recipes():
 def test_the_vae_ships_the_scaling_factor_that_gives_its_latents_unit_variance():
     vae = recipes.get("vae").build("smoke")
     R.with_scaling_factor(vae, n=256)
-    latents = R.encode(vae, R.world_batch(0, 256, seed=R.SCALE_SEED)) * vae.config.scaling_factor
+    latents = ae.encode(vae, tensors.world_batch(0, 256, seed=R.SCALE_SEED)) * vae.config.scaling_factor
     assert float(latents.std()) == pytest.approx(1.0, abs=1e-4)
-    assert float((R.encode(vae, R.world_batch(1, 256)) * vae.config.scaling_factor).std()) == pytest.approx(1.0, abs=0.1)
+    assert float((ae.encode(vae, tensors.world_batch(1, 256)) * vae.config.scaling_factor).std()) == pytest.approx(1.0, abs=0.1)
 
 
 def test_chapter_measurements_are_cached_next_to_the_weights(project):
     model, _ = recipes.load_or_train("ae", "smoke", progress=False)
-    first = R.measure("ae", model, "smoke")
+    first = reconstruction.measure("ae", model, "smoke")
     assert sum(first["errors"].values()) == pytest.approx(1.0)
     assert first["errors"]["exact"] == pytest.approx(first["oracle_agreement"], abs=0.2)
     for size, truth, read, count in first["shape_confusions"]:
         assert truth != read and count >= 1 and size in ("small", "large")
     folder = recipes.checkpoint_folder("ae", "smoke")
-    assert (folder / f"measured-{R.TEST_IMAGES['smoke']}.json").is_file()
-    assert R.measure("ae", None, "smoke") == first  # read back: the model is not even needed
+    assert (folder / f"measured-{tensors.TEST_IMAGES['smoke']}.json").is_file()
+    assert reconstruction.measure("ae", None, "smoke") == first  # read back: the model is not even needed
 
 
 def test_shape_confusions_name_the_misread_shape():
@@ -166,10 +170,10 @@ def test_shape_confusions_name_the_misread_shape():
         """A 'model' whose reconstruction draws every cross as a square."""
         def forward(self, images):
             scenes = [Scene(tuple(Object("square" if o.shape == "cross" else o.shape, o.colour, o.size, o.x, o.y)
-                                  for o in s)) for s in R.test_set(64, "smoke")[0]]
-            return R.to_tensor(R.render(scenes, R.RESOLUTION)[0])
+                                  for o in s)) for s in tensors.test_set(64, "smoke")[0]]
+            return tensors.to_tensor(render(scenes, tensors.RESOLUTION)[0])
 
-    confusions = R.shape_confusions(CrossesAsSquares(), 64, "smoke")
+    confusions = reconstruction.shape_confusions(CrossesAsSquares(), 64, "smoke")
     assert confusions and all(truth == "cross" and read == "square" for _, truth, read, _ in confusions)
 
 
@@ -184,6 +188,6 @@ def test_gan_phase_reads_the_adversarial_part_of_the_logs(project):
 
 def test_count_confusions_filters_by_size_and_shapes():
     rows = [["small", "cross", "diamond", 5], ["large", "cross", "diamond", 2], ["small", "square", "circle", 1]]
-    assert R.count_confusions(rows) == 8
-    assert R.count_confusions(rows, "small", "cross", "diamond") == 5
-    assert R.count_confusions(rows, truth="cross") == 7
+    assert reconstruction.count_confusions(rows) == 8
+    assert reconstruction.count_confusions(rows, "small", "cross", "diamond") == 5
+    assert reconstruction.count_confusions(rows, truth="cross") == 7

@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from text2image import checkpoints, clip_eval, recipes
+from text2image import checkpoints, recipes
 from text2image.charts import clip as charts
+from text2image.evaluate import clip as clip_eval
 from text2image.models import clip as M
-from text2image.models import clip_recipes as R
+from text2image.recipes import clip as R
 from text2image.world import parse_caption, splits
 
 

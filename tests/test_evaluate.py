@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from text2image import evaluate as E
+from text2image.evaluate import verdicts as E
 from text2image.world import splits
 from text2image.world.render import render
 from text2image.world.scene import Object, Scene

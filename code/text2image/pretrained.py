@@ -176,7 +176,7 @@ def coco_triples(records: Sequence[CaptionedImage]) -> list[tuple[str, str, str]
 
 def coco_caption_ranking(model, processor, records: Sequence[CaptionedImage]) -> dict:
     """The chapter's caption-ranking protocol and recall@1/5 on COCO-style data."""
-    from text2image.clip_eval import ranking_scores, recall_at_k
+    from text2image.evaluate.clip import ranking_scores, recall_at_k
 
     triples = coco_triples(records)
     zi, _ = clip_embeddings(model, processor, images=[r.path for r in records])
@@ -192,7 +192,7 @@ def coco_caption_ranking(model, processor, records: Sequence[CaptionedImage]) ->
 
 def world_caption_ranking(model, processor, pool, seed: int = 0) -> dict:
     """The caption-ranking protocol of the CLIP chapter on shapes-world images, with real weights."""
-    from text2image.clip_eval import ranking_scores, ranking_triples
+    from text2image.evaluate.clip import ranking_scores, ranking_triples
 
     keep, triples = ranking_triples(pool, seed)
     zi, _ = clip_embeddings(model, processor, images=[pool.images[i] for i in keep])

@@ -13,10 +13,13 @@ import numpy as np
 import torch
 
 from text2image import lang
-from text2image.models import autoencoder_recipes as R
 from text2image.charts.world import colour_name, shape_name
+from text2image.evaluate.reconstruction import ERRORS
+from text2image.models import autoencoders as ae
 from text2image.plots import show_image, subplots
+from text2image.recipes import autoencoders as R
 from text2image.world.scene import COLOURS, SHAPES, place
+from text2image.world.tensors import RESOLUTION, to_tensor, to_uint8
 
 MODEL_COLOURS = {"ae": "#444444", "vae": "#1f77b4", "vqvae": "#2ca02c", "vqvae-nofix": "#98df8a",
                  "dvae": "#9467bd", "vqgan": "#d62728", "vae-long": "#1f77b4", "vqvae-long": "#2ca02c"}
@@ -44,11 +47,11 @@ def model_name(name: str) -> str:
 def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor, n: int = 8):
     """One row per model under the originals; the row label says the model and its PSNR on these images."""
     images = images[:n]
-    rows = [(lang.tr("original", "original"), R.to_uint8(images))]
+    rows = [(lang.tr("original", "original"), to_uint8(images))]
     for name, model in models.items():
-        rec = R.reconstruct(model, images)
-        db = float(R.ae.psnr(images, rec).mean())
-        rows.append((f"{model_name(name)}\n{lang.number(db, 1)} dB", R.to_uint8(rec)))
+        rec = ae.reconstruct(model, images)
+        db = float(ae.psnr(images, rec).mean())
+        rows.append((f"{model_name(name)}\n{lang.number(db, 1)} dB", to_uint8(rec)))
     fig, axes = subplots(len(rows), n, figsize=(1.15 * n + 1.3, 1.15 * len(rows)), squeeze=False)
     for r, (label, batch) in enumerate(rows):
         for c in range(n):
@@ -64,11 +67,11 @@ def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor
     """Code frequencies sorted from most to least used, one curve per model (log scale)."""
     fig, ax = subplots(figsize=(6.8, 5.0))
     for name, model in models.items():
-        grid = R.codes(model, images)
-        size = R.codebook_size(model)
+        grid = ae.codes(model, images)
+        size = ae.codebook_size(model)
         counts = torch.bincount(grid.flatten(), minlength=size).float()
         share = (counts / counts.sum()).sort(descending=True).values.numpy()
-        stats = R.ae.codebook_stats(grid, size)
+        stats = ae.codebook_stats(grid, size)
         label = (f"{model_name(name)}: {lang.percent(stats['usage'], 0)} "
                  + lang.tr("des codes, perplexité ", "of codes, perplexity ") + lang.number(stats["perplexity"], 0))
         ax.plot(np.arange(1, size + 1), np.where(share > 0, share, np.nan), color=MODEL_COLOURS.get(name),
@@ -86,9 +89,9 @@ def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor
 def token_grids(model: torch.nn.Module, images: torch.Tensor, n: int = 4):
     """Images and their 8x8 grids of token ids (the DALL·E chapter's input), ids written in each cell."""
     images = images[:n]
-    grid = R.codes(model, images).numpy()
+    grid = ae.codes(model, images).numpy()
     fig, axes = subplots(2, n, figsize=(2.3 * n, 4.8), squeeze=False)
-    pictures = R.to_uint8(images)
+    pictures = to_uint8(images)
     for c in range(n):
         show_image(axes[0][c], pictures[c])
         ax = axes[1][c]
@@ -154,17 +157,17 @@ def interpolation(models: Mapping[str, torch.nn.Module], steps: int = 8):
     """Straight lines between the latents of two scenes, decoded; the first row blends pixels."""
     from text2image.world.render import render
 
-    images, _ = render(list(two_scenes()), R.RESOLUTION)
-    x = R.to_tensor(images)
+    images, _ = render(list(two_scenes()), RESOLUTION)
+    x = to_tensor(images)
     t = torch.linspace(0, 1, steps)
     rows = [(lang.tr("pixels", "pixels"), (1 - t)[:, None, None, None] * x[0] + t[:, None, None, None] * x[1])]
     for name, model in models.items():
-        z = R.encode(model, x)
+        z = ae.encode(model, x)
         path = (1 - t)[:, None, None, None] * z[0] + t[:, None, None, None] * z[1]
-        rows.append((model_name(name), R.decode(model, path)))
+        rows.append((model_name(name), ae.decode(model, path)))
     fig, axes = subplots(len(rows), steps, figsize=(1.15 * steps + 1.3, 1.2 * len(rows)), squeeze=False)
     for r, (label, batch) in enumerate(rows):
-        pictures = R.to_uint8(batch)
+        pictures = to_uint8(batch)
         for c in range(steps):
             show_image(axes[r][c], pictures[c])
             if r == 0:
@@ -201,7 +204,7 @@ def cell_labels(scenes: Sequence, masks: np.ndarray, grid: int = 8) -> list[tupl
 def latent_points(model: torch.nn.Module, scenes: Sequence, images: torch.Tensor, masks: np.ndarray,
                   background: int = 300, seed: int = 0):
     """2D PCA coordinates of the latent vectors of labelled cells, and their labels."""
-    z = R.encode(model, images).permute(0, 2, 3, 1).numpy()  # n, 8, 8, C
+    z = ae.encode(model, images).permute(0, 2, 3, 1).numpy()  # n, 8, 8, C
     labels = cell_labels(scenes, masks, z.shape[1])
     rng = np.random.default_rng(seed)
     objects = [lab for lab in labels if lab[3] != "background"]
@@ -334,9 +337,9 @@ def tokenizer_table(seen: int, codebook: int, grid: int):
 
     headers = ["", "DALL·E (dVAE)", "DALL·E mini (VQGAN)", lang.tr("ce livre (VQ-VAE)", "this book (VQ-VAE)")]
     rows = [
-        [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{R.RESOLUTION} px"],
+        [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{RESOLUTION} px"],
         [lang.tr("grille de jetons", "token grid"), "32 × 32", "16 × 16", f"{grid} × {grid}"],
-        [lang.tr("facteur de réduction", "downsampling factor"), "8", "16", str(R.RESOLUTION // grid)],
+        [lang.tr("facteur de réduction", "downsampling factor"), "8", "16", str(RESOLUTION // grid)],
         [lang.tr("taille du dictionnaire", "codebook size"), lang.integer(8192), lang.integer(16384),
          lang.integer(codebook)],
         [lang.tr("images d'entraînement", "training images"),
@@ -372,6 +375,6 @@ def error_table(errors: Mapping[str, dict]):
     names = {"exact": lang.tr("scène exacte", "exact scene"), "count": lang.tr("nombre d'objets", "object count"),
              "colour": lang.tr("couleur", "colour"), "shape": lang.tr("forme", "shape"),
              "size": lang.tr("taille", "size"), "position": lang.tr("position", "position")}
-    headers = [lang.tr("modèle", "model"), *(names[e] for e in R.ERRORS)]
-    rows = [[model_name(name), *(_percent(shares.get(e)) for e in R.ERRORS)] for name, shares in errors.items()]
+    headers = [lang.tr("modèle", "model"), *(names[e] for e in ERRORS)]
+    rows = [[model_name(name), *(_percent(shares.get(e)) for e in ERRORS)] for name, shares in errors.items()]
     return markdown_table(headers, rows)

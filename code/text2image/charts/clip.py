@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.lines import Line2D
 
-from text2image import clip_eval, lang, pretrained, recipes
+from text2image import lang, pretrained, recipes
+from text2image.evaluate import clip as clip_eval
 from text2image.charts.world import colour_name, shape_name
 from text2image.plots import show_image, subplots, wrap
 from text2image.tables import markdown_table

@@ -14,6 +14,10 @@ is the bottleneck, which is the point of the chapter:
   temperature annealing and a KL to the uniform prior (written here by hand);
 * ``vqgan``: the VQ-VAE plus a patch discriminator with a hinge loss and
   an adaptive weight, and a perceptual loss (written here by hand).
+
+Below the families: one interface over all five (:func:`reconstruct`,
+:func:`encode`, :func:`decode`, :func:`codes`), and the small content network
+whose features stand in for VGG's in the perceptual loss.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ModelMixin, VQModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import Decoder, Encoder
+
+from text2image.world.scene import COLOUR_NAMES, SHAPES
 
 DOWN = ("DownEncoderBlock2D",) * 3  # three blocks, two downsamplings: 32 px -> 8x8
 UP = ("UpDecoderBlock2D",) * 3
@@ -211,3 +217,120 @@ def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
     return {"usage": float((counts > 0).float().mean()), "perplexity": float(entropy.exp())}
+
+
+# ----------------------------------------------------------------------------- models as one interface
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The shipped autoencoder inside a training wrapper (or the model itself)."""
+    return getattr(model, "vq", model)
+
+
+@torch.no_grad()
+def reconstruct(model: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Deterministic reconstructions: the VAE decodes its mean, the dVAE its argmax codes."""
+    model = unwrap(model)
+    out = []
+    for chunk in images.split(batch):
+        if isinstance(model, AutoencoderKL):
+            out.append(model.decode(model.encode(chunk).latent_dist.mode()).sample)
+        elif isinstance(model, VQModel):
+            out.append(vq_forward(model, chunk)[0])
+        elif isinstance(model, DiscreteVAE):
+            out.append(model(chunk, hard=True)[0])
+        else:
+            out.append(model(chunk))
+    return torch.cat(out).clamp(-1, 1)
+
+
+@torch.no_grad()
+def encode(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The continuous latent grid (B x C x 8 x 8): AE code, VAE mean, VQ vectors before quantisation,
+    dVAE code probabilities."""
+    model = unwrap(model)
+    if isinstance(model, AutoencoderKL):
+        return model.encode(images).latent_dist.mode()
+    if isinstance(model, VQModel):
+        return model.encode(images).latents
+    if isinstance(model, DiscreteVAE):
+        return model.logits(images).softmax(dim=1)
+    return model.encode(images)
+
+
+@torch.no_grad()
+def decode(model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """Images from latent grids as :func:`encode` returns them (VQ latents are quantised first)."""
+    model = unwrap(model)
+    if isinstance(model, AutoencoderKL):
+        return model.decode(latents).sample.clamp(-1, 1)
+    if isinstance(model, VQModel):
+        return model.decode(latents).sample.clamp(-1, 1)
+    if isinstance(model, DiscreteVAE):
+        codes = latents.argmax(dim=1)
+        return model.decode_codes(codes).clamp(-1, 1)
+    return model.decode(latents).clamp(-1, 1)
+
+
+@torch.no_grad()
+def codes(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+    """Token grids (B x 8 x 8) of the discrete models, ``None`` for the continuous ones."""
+    model = unwrap(model)
+    if isinstance(model, VQModel):
+        return torch.cat([vq_codes(model, chunk) for chunk in images.split(256)])
+    if isinstance(model, DiscreteVAE):
+        return torch.cat([model.logits(chunk).argmax(dim=1) for chunk in images.split(256)])
+    return None
+
+
+def codebook_size(model: torch.nn.Module) -> int | None:
+    model = unwrap(model)
+    if isinstance(model, VQModel):
+        return model.config.num_vq_embeddings
+    if isinstance(model, DiscreteVAE):
+        return model.config.codebook_size
+    return None
+
+
+# ----------------------------------------------------------------------------- the perceptual network
+
+class ContentNet(torch.nn.Module):
+    """A tiny CNN trained to say, for each cell of an 8x8 grid, which shape and which colour lies there.
+
+    Its intermediate feature maps stand in for VGG's in VQGAN's perceptual loss:
+    no pretrained VGG can be downloaded here, so the project trains its own
+    judge of what matters in this world (shapes and colours, where they are).
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        w = width
+
+        def block(c_in, c_out, stride):
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(c_in, c_out, 3, stride, 1), torch.nn.GroupNorm(4, c_out), torch.nn.SiLU(),
+                torch.nn.Conv2d(c_out, c_out, 3, 1, 1), torch.nn.GroupNorm(4, c_out), torch.nn.SiLU())
+
+        self.blocks = torch.nn.ModuleList([block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 4 * w, 2)])
+        self.head = torch.nn.Conv2d(4 * w, 1 + len(SHAPES) + 1 + len(COLOUR_NAMES), 1)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], images
+        for block in self.blocks:
+            h = block(h)
+            out.append(h)
+        return out
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the shape (background first) and of the colour (background first) of each 8x8 cell."""
+        logits = self.head(self.features(images)[-1])
+        return logits[:, :1 + len(SHAPES)], logits[:, 1 + len(SHAPES):]
+
+
+def perceptual_loss(net: ContentNet, images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """LPIPS-style distance: squared differences of channel-normalised features, averaged over layers."""
+    loss = 0.0
+    for a, b in zip(net.features(images), net.features(reconstructions)):
+        a = a / (a.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-6)
+        b = b / (b.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-6)
+        loss = loss + (a - b).pow(2).sum(dim=1).mean()
+    return loss / len(net.blocks)

@@ -1,7 +1,11 @@
-"""The shapes world: scenes, rendering, captions, splits, the oracle and the torch datasets.
+"""The shapes world: scenes, rendering, captions, splits, the oracle, the torch datasets, and the
+tensor side every image model uses (:mod:`.tensors`: images to and from tensors, a step's batch,
+the fixed test set).
 
-Every model of the book is trained on it; the oracle (:mod:`.oracle`) scores
-what they draw. The main entry points::
+The bottom layer of the package: it imports nothing from text2image but
+``profiles``, ``paths`` and the tokenizer (``text``). Every model of the book
+is trained on it; the oracle (:mod:`.oracle`) scores what they draw. The main
+entry points::
 
     from text2image.world import example, parse, render_scenes
     ex = example("train", 0)                    # a scene and its caption

@@ -24,7 +24,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from text2image import clip_eval, profiles
+from text2image import profiles
+from text2image.evaluate import clip as clip_eval
 from text2image.models import clip as M
 from text2image.recipes import Recipe, load_or_train, register
 from text2image.train import TrainConfig

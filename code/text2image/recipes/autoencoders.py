@@ -32,15 +32,14 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, VQModel
 
 from text2image import checkpoints, paths, profiles, recipes
+from text2image.evaluate.reconstruction import evaluate
 from text2image.models import autoencoders as ae
 from text2image.recipes import Recipe
 from text2image.train import TrainConfig
 from text2image.world.render import render
-from text2image.world.scene import COLOUR_NAMES, SHAPES, random_scene
+from text2image.world.scene import COLOUR_NAMES, SHAPES
+from text2image.world.tensors import RESOLUTION, TRAIN_SEED, scenes_at, test_set, to_tensor, world_batch
 
-RESOLUTION = 32
-TRAIN_SEED = 4        # data seed of every autoencoder's training batches
-TEST_SEED = 1_000_003  # a disjoint stream for the test scenes
 SCALE_SEED = 2_000_003  # the images that set the VAE's latent scaling factor,
 SCALE_IMAGES = 1024     # and how many
 CODEBOOK = 256
@@ -56,7 +55,6 @@ SIZES = {
 }
 STEPS = {"smoke": 6, "cpu": 2000, "gpu": 8000}
 BATCH = {"smoke": 8, "cpu": 32, "gpu": 128}
-TEST_IMAGES = {"smoke": 32, "cpu": 2048, "gpu": 4096}  # what the chapter measures on
 EVAL_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}   # the quicker check during training (manifest, eval.json)
 MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")  # the same-budget comparison
 LONG = {"vae-long": "vae", "vqvae-long": "vqvae"}  # trained on from the comparison's weights
@@ -64,298 +62,7 @@ SWEEP_SIZES = {"smoke": (4, 16), "cpu": (4, 16, 64, 256), "gpu": (4, 16, 64, 256
 SWEEP = "vq-sweep"
 
 
-# ----------------------------------------------------------------------------- data
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 (what the oracle and the figures read)."""
-    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte()
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def scenes_at(seed: int, index: int, n: int) -> list:
-    """``n`` random scenes (1 to 4 objects) drawn from the stream ``(seed, index)``."""
-    rng = np.random.default_rng([seed, index])
-    return [random_scene(rng) for _ in range(n)]
-
-
-def world_batch(step: int, batch_size: int, seed: int = TRAIN_SEED) -> torch.Tensor:
-    """The training images of a step: a pure function of ``(seed, step)``."""
-    images, _ = render(scenes_at(seed, step, batch_size), RESOLUTION)
-    return to_tensor(images)
-
-
-@functools.lru_cache(maxsize=4)
-def _test_set(n: int) -> tuple[tuple, np.ndarray, np.ndarray]:
-    scenes = scenes_at(TEST_SEED, 0, n)
-    images, masks = render(scenes, RESOLUTION)
-    return tuple(scenes), images, masks
-
-
-def test_set(n: int | None = None, profile: str | None = None) -> tuple[list, torch.Tensor, np.ndarray]:
-    """The fixed test scenes, their images in [-1, 1] and their masks (never seen in training)."""
-    n = n or profiles.pick(TEST_IMAGES, profile)
-    scenes, images, masks = _test_set(n)
-    return list(scenes), to_tensor(images), masks
-
-
-# ----------------------------------------------------------------------------- models as one interface
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The shipped autoencoder inside a training wrapper (or the model itself)."""
-    return getattr(model, "vq", model)
-
-
-@torch.no_grad()
-def reconstruct(model: torch.nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Deterministic reconstructions: the VAE decodes its mean, the dVAE its argmax codes."""
-    model = unwrap(model)
-    out = []
-    for chunk in images.split(batch):
-        if isinstance(model, AutoencoderKL):
-            out.append(model.decode(model.encode(chunk).latent_dist.mode()).sample)
-        elif isinstance(model, VQModel):
-            out.append(ae.vq_forward(model, chunk)[0])
-        elif isinstance(model, ae.DiscreteVAE):
-            out.append(model(chunk, hard=True)[0])
-        else:
-            out.append(model(chunk))
-    return torch.cat(out).clamp(-1, 1)
-
-
-@torch.no_grad()
-def encode(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The continuous latent grid (B x C x 8 x 8): AE code, VAE mean, VQ vectors before quantisation,
-    dVAE code probabilities."""
-    model = unwrap(model)
-    if isinstance(model, AutoencoderKL):
-        return model.encode(images).latent_dist.mode()
-    if isinstance(model, VQModel):
-        return model.encode(images).latents
-    if isinstance(model, ae.DiscreteVAE):
-        return model.logits(images).softmax(dim=1)
-    return model.encode(images)
-
-
-@torch.no_grad()
-def decode(model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """Images from latent grids as :func:`encode` returns them (VQ latents are quantised first)."""
-    model = unwrap(model)
-    if isinstance(model, AutoencoderKL):
-        return model.decode(latents).sample.clamp(-1, 1)
-    if isinstance(model, VQModel):
-        return model.decode(latents).sample.clamp(-1, 1)
-    if isinstance(model, ae.DiscreteVAE):
-        codes = latents.argmax(dim=1)
-        return model.decode_codes(codes).clamp(-1, 1)
-    return model.decode(latents).clamp(-1, 1)
-
-
-@torch.no_grad()
-def codes(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor | None:
-    """Token grids (B x 8 x 8) of the discrete models, ``None`` for the continuous ones."""
-    model = unwrap(model)
-    if isinstance(model, VQModel):
-        return torch.cat([ae.vq_codes(model, chunk) for chunk in images.split(256)])
-    if isinstance(model, ae.DiscreteVAE):
-        return torch.cat([model.logits(chunk).argmax(dim=1) for chunk in images.split(256)])
-    return None
-
-
-def codebook_size(model: torch.nn.Module) -> int | None:
-    model = unwrap(model)
-    if isinstance(model, VQModel):
-        return model.config.num_vq_embeddings
-    if isinstance(model, ae.DiscreteVAE):
-        return model.config.codebook_size
-    return None
-
-
-# ----------------------------------------------------------------------------- the oracle (adapter)
-
-def _oracle_parse() -> Callable | None:
-    """The oracle as ``images -> list of objects per image``, or ``None`` if the world has none (metric left out)."""
-    try:
-        from text2image.world import oracle
-    except ImportError:
-        return None
-    if hasattr(oracle, "parse_batch"):
-        return oracle.parse_batch
-    if hasattr(oracle, "parse"):
-        return lambda images: [oracle.parse(image) for image in images]
-    return None
-
-
-def _objects(parsed: Any) -> list:
-    if hasattr(parsed, "objects"):
-        return list(parsed.objects)
-    return list(parsed)
-
-
-def _attr(obj: Any, name: str):
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
-def same_scene(parsed: Any, scene: Any, tolerance: float = 1.0 / RESOLUTION) -> bool:
-    """Same objects (shape, colour, size) at the same places (within ``tolerance`` canvas units)."""
-    found, truth = _objects(parsed), _objects(scene)
-    if len(found) != len(truth):
-        return False
-    left = list(found)
-    for obj in truth:
-        key = (_attr(obj, "shape"), _attr(obj, "colour"), _attr(obj, "size"))
-        match = next((k for k, f in enumerate(left)
-                      if (_attr(f, "shape"), _attr(f, "colour"), _attr(f, "size")) == key
-                      and abs(_attr(f, "x") - obj.x) <= tolerance and abs(_attr(f, "y") - obj.y) <= tolerance), None)
-        if match is None:
-            return False
-        left.pop(match)
-    return True
-
-
-def oracle_agreement(reconstructions: torch.Tensor, scenes: Sequence) -> float | None:
-    """Share of reconstructions in which the oracle reads back exactly the input's scene."""
-    parse = _oracle_parse()
-    if parse is None:
-        return None
-    parsed = parse(to_uint8(reconstructions))
-    return float(np.mean([same_scene(found, scene) for found, scene in zip(parsed, scenes)]))
-
-
-ERRORS = ("exact", "count", "colour", "shape", "size", "position")
-
-
-def matched(parsed: Any, scene: Any) -> list[tuple[Any, Any]]:
-    """Pairs ``(true object, object found)``: each true object, in turn, takes the nearest object left."""
-    found, pairs = list(_objects(parsed)), []
-    for obj in _objects(scene):
-        k = min(range(len(found)), key=lambda i: (_attr(found[i], "x") - obj.x) ** 2 + (_attr(found[i], "y") - obj.y) ** 2)
-        pairs.append((obj, found.pop(k)))
-    return pairs
-
-
-def first_error(parsed: Any, scene: Any, tolerance: float = 1.0 / RESOLUTION) -> str:
-    """What the oracle gets wrong first in a reconstruction: the number of objects, else (matching each
-    true object to the nearest one found) a colour, a shape, a size, a position; ``"exact"`` if nothing."""
-    if len(_objects(parsed)) != len(_objects(scene)):
-        return "count"
-    errors = set()
-    for obj, f in matched(parsed, scene):
-        for key in ("colour", "shape", "size"):
-            if _attr(f, key) != getattr(obj, key):
-                errors.add(key)
-        if abs(_attr(f, "x") - obj.x) > tolerance or abs(_attr(f, "y") - obj.y) > tolerance:
-            errors.add("position")
-    return next((e for e in ERRORS[2:] if e in errors), "exact")
-
-
-def oracle_errors(model: torch.nn.Module, n: int | None = None, profile: str | None = None) -> dict[str, float]:
-    """Share of test reconstructions by first error (:func:`first_error`); empty without an oracle."""
-    parse = _oracle_parse()
-    if parse is None:
-        return {}
-    scenes, images, _ = test_set(n, profile)
-    parsed = parse(to_uint8(reconstruct(model, images)))
-    verdicts = [first_error(p, s) for p, s in zip(parsed, scenes)]
-    return {e: verdicts.count(e) / len(verdicts) for e in ERRORS}
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, n: int | None = None, profile: str | None = None) -> dict[str, float]:
-    """PSNR, oracle agreement (when the oracle exists) and, for discrete models, codebook usage/perplexity."""
-    model = unwrap(model).eval()
-    scenes, images, _ = test_set(n, profile)
-    rec = reconstruct(model, images)
-    metrics = {"psnr": float(ae.psnr(images, rec).mean()), "mse": float(((images - rec) / 2).pow(2).mean())}
-    agreement = oracle_agreement(rec, scenes)
-    if agreement is not None:
-        metrics["oracle_agreement"] = agreement
-    grid = codes(model, images)
-    if grid is not None:
-        metrics.update({f"codebook_{k}": v for k, v in ae.codebook_stats(grid, codebook_size(model)).items()})
-    return metrics
-
-
-def shape_confusions(model: torch.nn.Module, n: int | None = None, profile: str | None = None) -> list[list]:
-    """Which shapes the oracle misreads in reconstructions: ``[size, true shape, shape read, count]``,
-    most frequent first, over the test scenes whose first error is a shape (objects matched to the nearest found)."""
-    parse = _oracle_parse()
-    if parse is None:
-        return []
-    scenes, images, _ = test_set(n, profile)
-    counts: dict[tuple, int] = {}
-    for found, scene in zip(parse(to_uint8(reconstruct(model, images))), scenes):
-        if first_error(found, scene) != "shape":
-            continue
-        for obj, read in matched(found, scene):
-            if _attr(read, "shape") != obj.shape:
-                key = (obj.size, obj.shape, _attr(read, "shape"))
-                counts[key] = counts.get(key, 0) + 1
-    return [[*key, count] for key, count in sorted(counts.items(), key=lambda kv: -kv[1])]
-
-
-def count_confusions(confusions: Sequence[Sequence], size: str | None = None, truth: str | None = None,
-                     read: str | None = None) -> int:
-    """How many misread objects in :func:`shape_confusions` rows match the given size, true shape and shape read."""
-    wanted = (size, truth, read)
-    return sum(row[3] for row in confusions if all(w is None or w == v for w, v in zip(wanted, row[:3])))
-
-
-MEASURE_VERSION = 2  # bump when evaluate(), oracle_errors() or shape_confusions() change what they report
-
-
-def measure(name: str, model: torch.nn.Module, profile: str | None = None) -> dict[str, Any]:
-    """:func:`evaluate`, the oracle's first errors (``"errors"``) and its shape confusions for a recipe's
-    model, cached next to its weights: the chapter reads the file instead of re-running the oracle."""
-    profile = profiles.check(profile) if profile else profiles.current()
-    n = profiles.pick(TEST_IMAGES, profile)
-    folder = recipes.checkpoint_folder(name, profile)
-    return checkpoints.cached_result(
-        folder, f"measured-{n}.json", [n, MEASURE_VERSION],
-        lambda: {**evaluate(model, n), "errors": oracle_errors(model, n),
-                 "shape_confusions": shape_confusions(model, n)})
-
-
-# ----------------------------------------------------------------------------- the perceptual network
-
-class ContentNet(torch.nn.Module):
-    """A tiny CNN trained to say, for each cell of an 8x8 grid, which shape and which colour lies there.
-
-    Its intermediate feature maps stand in for VGG's in VQGAN's perceptual loss:
-    no pretrained VGG can be downloaded here, so the project trains its own
-    judge of what matters in this world (shapes and colours, where they are).
-    """
-
-    def __init__(self, width: int = 16):
-        super().__init__()
-        w = width
-
-        def block(c_in, c_out, stride):
-            return torch.nn.Sequential(
-                torch.nn.Conv2d(c_in, c_out, 3, stride, 1), torch.nn.GroupNorm(4, c_out), torch.nn.SiLU(),
-                torch.nn.Conv2d(c_out, c_out, 3, 1, 1), torch.nn.GroupNorm(4, c_out), torch.nn.SiLU())
-
-        self.blocks = torch.nn.ModuleList([block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 4 * w, 2)])
-        self.head = torch.nn.Conv2d(4 * w, 1 + len(SHAPES) + 1 + len(COLOUR_NAMES), 1)
-
-    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out, h = [], images
-        for block in self.blocks:
-            h = block(h)
-            out.append(h)
-        return out
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of the shape (background first) and of the colour (background first) of each 8x8 cell."""
-        logits = self.head(self.features(images)[-1])
-        return logits[:, :1 + len(SHAPES)], logits[:, 1 + len(SHAPES):]
-
+# ----------------------------------------------------------------------------- the perceptual network's task
 
 def content_targets(scenes: Sequence, masks: np.ndarray, grid: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Shape and colour index (0 = background) of the object covering most of each grid cell."""
@@ -376,17 +83,8 @@ def content_targets(scenes: Sequence, masks: np.ndarray, grid: int = 8) -> tuple
     return torch.from_numpy(shapes), torch.from_numpy(colours)
 
 
-def perceptual_loss(net: ContentNet, images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
-    """LPIPS-style distance: squared differences of channel-normalised features, averaged over layers."""
-    loss = 0.0
-    for a, b in zip(net.features(images), net.features(reconstructions)):
-        a = a / (a.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-6)
-        b = b / (b.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-6)
-        loss = loss + (a - b).pow(2).sum(dim=1).mean()
-    return loss / len(net.blocks)
 
-
-def _percept_task(model: ContentNet, profile: str):
+def _percept_task(model: ae.ContentNet, profile: str):
     config = recipes.get("percept").config(profile)
 
     def batch_fn(step):
@@ -415,7 +113,7 @@ def _percept_task(model: ContentNet, profile: str):
 PERCEPT_WIDTH = {"smoke": 4, "cpu": 16, "gpu": 32}
 recipes.register(Recipe(
     "percept",
-    build=lambda profile: _seeded(lambda: ContentNet(profiles.pick(PERCEPT_WIDTH, profile))),
+    build=lambda profile: _seeded(lambda: ae.ContentNet(profiles.pick(PERCEPT_WIDTH, profile))),
     task=_percept_task,
     configs={
         "smoke": TrainConfig(steps=6, batch_size=16, lr=2e-3, checkpoint_every=100, log_every=2),
@@ -443,7 +141,7 @@ class VQTrainee(torch.nn.Module):
     perceptual network (VQGAN). Only ``vq`` is shipped."""
 
     def __init__(self, vq: VQModel, restarts: bool, discriminator: torch.nn.Module | None = None,
-                 percept: ContentNet | None = None):
+                 percept: ae.ContentNet | None = None):
         super().__init__()
         self.vq = vq
         size = vq.config.num_vq_embeddings
@@ -596,7 +294,7 @@ def _vq_task_for(name: str):
                 return mse + vq_loss, metrics
             # VQGAN: L1 + perceptual, then the adversarial game once the discriminator has started.
             l1 = (rec - x).abs().mean()
-            p_loss = perceptual_loss(m.percept, x, rec)
+            p_loss = ae.perceptual_loss(m.percept, x, rec)
             nll = l1 + extra["perceptual_weight"] * p_loss
             loss = nll + vq_loss
             metrics.update(l1=l1.detach(), perceptual=p_loss.detach())
@@ -618,7 +316,7 @@ def _vq_task_for(name: str):
 
 def _register_vq(name: str, configs: dict[str, TrainConfig]) -> Recipe:
     return recipes.register(Recipe(name, build=lambda p: _build_vq(name, p), task=_vq_task_for(name),
-                                   configs=configs, model_class=VQModel, data_seed=TRAIN_SEED, export=unwrap))
+                                   configs=configs, model_class=VQModel, data_seed=TRAIN_SEED, export=ae.unwrap))
 
 
 VQ = dict(codebook_size=CODEBOOK, code_dim=CODE_DIM)

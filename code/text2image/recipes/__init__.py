@@ -1,6 +1,11 @@
 """Recipes: how each model of the book is built, trained and judged, per profile.
 
-A model module registers a :class:`Recipe`; :func:`load_or_train` is what a
+This package holds the registry and :func:`load_or_train`, and one module per
+chapter (``autoencoders``, ``clip``, ...) with its sizes, steps and batches per
+profile and the task (loss, batch, evaluation) of each model. It may import
+everything below it (world, models, pipelines, methods) and ``evaluate``.
+
+A recipe module registers a :class:`Recipe`; :func:`load_or_train` is what a
 chapter calls. In the ``cpu`` profile it loads the shipped checkpoint from
 ``data/checkpoints/<name>/`` and trains it (with a progress bar) only when it
 is missing; ``gpu`` always retrains with the full recipe; ``smoke`` trains a
@@ -26,7 +31,7 @@ from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
-RECIPE_MODULES: tuple[str, ...] = ("text2image.models.autoencoder_recipes", "text2image.models.clip_recipes")
+RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip")
 
 
 class UnknownRecipe(LookupError):
