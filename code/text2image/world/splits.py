@@ -242,3 +242,23 @@ def relation_twin(example: Example, rng) -> Example | None:
 def _spec_of_objects(prompt: C.Prompt) -> list[int]:
     """The spec each scene object answers (scenes list their objects in spec order)."""
     return [0] * prompt.count if prompt.kind == "count" else list(range(len(prompt.specs)))
+
+
+def scene_for(prompt: C.Prompt, rng) -> Scene:
+    """A new scene that ``prompt`` describes: its named colours and sizes kept, the others drawn as the
+    world draws them (within what fits), the objects placed at random under the prompt's relation.
+
+    What the world itself would draw for a prompt: the benchmark's ceiling, and the
+    real images its Fréchet distance compares generated ones against.
+    """
+    rng = draws(rng)
+    specs = [prompt.specs[i] for i in _spec_of_objects(prompt)]
+    sizes = [spec.size or drawn for spec, drawn in zip(specs, random_sizes(rng, len(specs)))]
+    for k, spec in enumerate(specs):  # named large objects leave less room: drawn large ones shrink first
+        if sum(s == "large" for s in sizes) <= MAX_LARGE.get(len(sizes), 0):
+            break
+        if spec.size is None and sizes[k] == "large":
+            sizes[k] = "small"
+    colours = [spec.colour or _pick(rng, COLOUR_NAMES) for spec in specs]
+    items = [(spec.shape, colour, size) for spec, colour, size in zip(specs, colours, sizes)]
+    return place(rng, items, prompt.relation)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from text2image import profiles
+from text2image.world import captions, splits
 from text2image.world.render import render
 from text2image.world.scene import random_scene
 
@@ -59,3 +60,11 @@ def test_set(n: int | None = None, profile: str | None = None) -> tuple[list, to
     n = n or profiles.pick(TEST_IMAGES, profile)
     scenes, images, masks = _test_set(n)
     return list(scenes), to_tensor(images), masks
+
+
+def prompt_renders(prompts: list[str], seed: int) -> np.ndarray:
+    """A new world scene for each prompt (drawn from ``(seed, position)``), rendered: uint8 (N, 32, 32, 3)."""
+    scenes = [splits.scene_for(captions.parse(text).prompt, np.random.default_rng([seed, i]))
+              for i, text in enumerate(prompts)]
+    images, _ = render(scenes, RESOLUTION)
+    return images
