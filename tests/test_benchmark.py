@@ -171,3 +171,26 @@ def test_registered_references_and_an_unknown_name():
 def test_results_are_plain_json():
     result = B.run(prompt_renders, "smoke", progress=False)
     assert json.loads(json.dumps(result)) == result
+
+
+def test_bench_generate_prints_the_table_and_caches_it(tmp_path, monkeypatch, capsys):
+    from text2image.cli import main
+
+    (tmp_path / "_quarto.yml").write_text("project:\n  type: book\n")
+    monkeypatch.setenv("TEXT2IMAGE_ROOT", str(tmp_path))  # the smoke CLIP and the cache land here
+    assert main(["bench", "generate", "world", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "world (profile smoke" in out and "position" in out and "100.0 % [" in out and "Fréchet" in out
+    assert list((tmp_path / "build" / "smoke" / "checkpoints" / "clip").glob("benchmark-*.json"))
+    assert main(["bench", "generate", "nothing-here", "--profile", "smoke"]) == 2
+    assert "known generators" in capsys.readouterr().err
+
+
+def test_a_new_version_of_the_set_recomputes(tmp_path, monkeypatch):
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    gen = Counting()
+    B.benchmark(gen, "smoke", tmp_path, progress=False, frechet=False)
+    n = gen.calls
+    monkeypatch.setattr(B, "VERSION", B.VERSION + "-next")
+    B.benchmark(gen, "smoke", tmp_path, progress=False, frechet=False)
+    assert gen.calls == 2 * n

@@ -58,6 +58,57 @@ def oracle() -> int:
     return 0
 
 
+def scoring() -> int:
+    """The text-to-image benchmark's own cost: oracle and bookkeeping on the world's renders (goal: 1,000 images/s)."""
+    from text2image.evaluate import benchmark as B
+    from text2image.world.tensors import prompt_renders
+
+    result = B.run(prompt_renders, "cpu", progress=False)
+    rate = result["scoring_per_second"]
+    print(f"scoring ({result['images']} images of the cpu set): {rate:,.0f} images/s "
+          f"({'meets' if rate >= 1000 else 'under'} the 1,000 images/s goal)")
+    return 0
+
+
+def generate(names: list[str], profile: str | None = None) -> int:
+    """``bench generate NAME ...``: the benchmark table of registered generators (cached next to their models)."""
+    from text2image.evaluate import benchmark as B
+
+    if not names:
+        B.generator("world", profile)  # imports every module that registers generators
+        print(f"error: name a generator; known generators: {', '.join(sorted(B.GENERATORS))}", file=sys.stderr)
+        return 2
+    for name in names:
+        try:
+            result = B.benchmark_named(name, profile)
+        except KeyError as error:
+            print(f"error: {error.args[0]}", file=sys.stderr)
+            return 2
+        print(report(name, result))
+    return 0
+
+
+def _share(share: dict) -> str:
+    return f"{100 * share['p']:5.1f} % [{100 * share['lo']:5.1f}, {100 * share['hi']:5.1f}]"
+
+
+def report(name: str, result: dict) -> str:
+    """The benchmark of one generator as plain text, every proportion with its 95 % interval."""
+    lines = [f"{name} (profile {result['profile']}, benchmark v{result['version']}, {result['images']} images)"]
+    lines += [f"  {category:<22} {_share(share)}" for category, share in result["categories"].items()]
+    lines.append(f"  {'overall':<22} {_share(result['overall'])}")
+    lines += [f"  {'MG-' + k:<22} {_share(share)}" for k, share in result["mg"].items()]
+    lines.append(f"  {'relation | both found':<22} {_share(result['relation'])}")
+    lines += [f"  {split:<22} {_share(share)}" for split, share in result["heldout"].items()]
+    if result.get("frechet"):
+        fd = result["frechet"]
+        lines.append(f"  {'Fréchet (floor)':<22} {fd['distance']:.2e} ({fd['floor']:.2e})")
+    lines.append(f"  {'failures':<22} " + ", ".join(f"{k} {v}" for k, v in result["failures"].items()))
+    lines.append(f"  {'speed':<22} generator {result['images_per_second']:,.0f} images/s, "
+                 f"scoring {result['scoring_per_second']:,.0f} images/s")
+    return "\n".join(lines)
+
+
 Benchmark = Union[Callable[[], int], str]
 
 # name -> function, or "module:function" imported lazily.
@@ -65,6 +116,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "render": render,
     "world": world,
     "oracle": oracle,
+    "scoring": scoring,
 }
 
 
@@ -75,8 +127,13 @@ def _resolve(entry: Benchmark) -> Callable[[], int]:
     return getattr(importlib.import_module(module), name)
 
 
-def run(what: list[str] | None = None) -> int:
-    """Run the named benchmarks (all by default); returns non-zero if one failed or is unknown."""
+def run(what: list[str] | None = None, profile: str | None = None) -> int:
+    """Run the named benchmarks (all by default); returns non-zero if one failed or is unknown.
+
+    ``generate NAME ...`` runs the text-to-image benchmark of registered generators instead.
+    """
+    if what and what[0] == "generate":
+        return generate(what[1:], profile)
     names = list(what or BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

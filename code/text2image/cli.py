@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from text2image.bench import run
 
-    return run(args.what)
+    return run(args.what, args.profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     train.set_defaults(func=_train)
 
-    bench = commands.add_parser("bench", help="print the timings the issues ask for")
-    bench.add_argument("what", nargs="*", help="benchmarks to run (default: all)")
+    bench = commands.add_parser("bench", help="print the project's timings, or 'generate NAME' for a generator's benchmark")
+    bench.add_argument("what", nargs="*", help="benchmarks to run (default: all), or: generate NAME ...")
+    bench.add_argument("--profile", choices=profiles.PROFILES, default=None,
+                       help="profile of the generator's benchmark (default: $TEXT2IMAGE_PROFILE, else cpu)")
     bench.set_defaults(func=_bench)
     return parser
 

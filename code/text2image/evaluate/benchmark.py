@@ -30,7 +30,7 @@ import hashlib
 import json
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -253,13 +253,17 @@ def benchmark(generate: Callable, profile: str | None = None, cache_folder: str 
 
 # ----------------------------------------------------------------------------- named generators
 
-@dataclass
 class Generator:
-    """A generator ready for :func:`benchmark`: the callable, the folder its result is cached in, its settings."""
-    name: str
-    generate: Callable[[list[str], int], np.ndarray]
-    cache_folder: Path | None = None
-    settings: dict = field(default_factory=dict)
+    """A generator ready for :func:`benchmark`: its callable, built on first use (so a cached result
+    loads no model), the folder its results are cached in, and its settings (part of the cache key)."""
+
+    def __init__(self, name: str, make: Callable[[], Callable[[list[str], int], np.ndarray]],
+                 cache_folder: Path | None = None, settings: dict | None = None):
+        self.name, self.make, self.cache_folder, self.settings = name, make, cache_folder, settings or {}
+
+    @functools.cached_property
+    def generate(self) -> Callable[[list[str], int], np.ndarray]:
+        return self.make()
 
 
 GENERATORS: dict[str, Callable[[str], Generator]] = {}
@@ -285,7 +289,8 @@ def generator(name: str, profile: str | None = None) -> Generator:
 def benchmark_named(name: str, profile: str | None = None, progress: bool = True) -> dict[str, Any]:
     """:func:`benchmark` of a registered generator, with its own cache folder and settings."""
     gen = generator(name, profile)
-    return benchmark(gen.generate, profile, gen.cache_folder, gen.settings, progress)
+    return benchmark(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder, gen.settings,
+                     progress)
 
 
 def check_prompts(prompts: Sequence[str]) -> None:

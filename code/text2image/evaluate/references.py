@@ -61,20 +61,23 @@ class Retrieval:
 
 
 def _world(profile: str) -> B.Generator:
-    return B.Generator("world", prompt_renders, recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
+    return B.Generator("world", lambda: prompt_renders, recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
                        {"reference": "world"})
 
 
 def _retrieval(profile: str) -> B.Generator:
-    model, _ = recipes.load_or_train(RETRIEVAL_MODEL, profile, progress=False)
     n = profiles.pick(TRAINING_POOL, profile)
-    return B.Generator("retrieval", Retrieval(model, n), recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
+
+    def make():
+        model, _ = recipes.load_or_train(RETRIEVAL_MODEL, profile, progress=False)
+        return Retrieval(model, n)
+    return B.Generator("retrieval", make, recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
                        {"reference": "retrieval", "pool": n})
 
 
 def _random(profile: str) -> B.Generator:
     n = profiles.pick(TRAINING_POOL, profile)
-    return B.Generator("random", RandomTraining(n), recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
+    return B.Generator("random", lambda: RandomTraining(n), recipes.checkpoint_folder(RETRIEVAL_MODEL, profile),
                        {"reference": "random", "pool": n})
 
 
