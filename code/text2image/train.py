@@ -115,10 +115,17 @@ class Trainer:
         self.model = model.to(self.device)
         self.loss_fn, self.batch_fn, self.eval_fn = loss_fn, batch_fn, eval_fn
         params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
-        # Weight decay on matrices only: decaying gains, biases or a learnt temperature
-        # (CLIP's logit scale) pulls them towards zero for no benefit.
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        # A model may ask for parts with their own learning-rate scale, betas and gradient clipping
+        # (a GAN's discriminator beside its generator): ``model.optimizer_groups()`` lists them.
+        parts = model.optimizer_groups() if hasattr(model, "optimizer_groups") else [{"params": params}]
+        allowed, groups = {id(p) for p in params}, []
+        for part in parts:
+            wanted = [p for p in part["params"] if id(p) in allowed]
+            extra = {k: v for k, v in part.items() if k != "params"}
+            # Weight decay on matrices only: decaying gains, biases or a learnt temperature
+            # (CLIP's logit scale) pulls them towards zero for no benefit.
+            groups += [{"params": [p for p in wanted if p.ndim >= 2], "weight_decay": config.weight_decay, **extra},
+                       {"params": [p for p in wanted if p.ndim < 2], "weight_decay": 0.0, **extra}]
         self.optimizer = torch.optim.AdamW(
             [g for g in groups if g["params"]], lr=config.lr, betas=config.betas
         )
@@ -249,7 +256,7 @@ class Trainer:
 
     def _one_step(self) -> tuple[float, dict[str, float]]:
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.step)
+            group["lr"] = self.learning_rate(self.step) * group.get("lr_scale", 1.0)
         batch = self.batch_fn(self.step)
         with autocast(self.device):
             out = self.loss_fn(self.model, batch)
@@ -259,9 +266,20 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self._clip(self.config.grad_clip)
         self.optimizer.step()
         return float(loss.detach()), {k: float(v) for k, v in metrics.items()}
+
+
+    def _clip(self, max_norm: float) -> None:
+        """Clip the gradient norm of the whole model, except parts marked ``clip_alone``, clipped on their own
+        (so the generator's large gradients never shrink the discriminator's)."""
+        alone = [g for g in self.optimizer.param_groups if g.get("clip_alone")]
+        kept = {id(p) for g in alone for p in g["params"]}
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if id(p) not in kept], max_norm)
+        for name in sorted({g["clip_alone"] for g in alone}):
+            torch.nn.utils.clip_grad_norm_([p for g in alone if g["clip_alone"] == name for p in g["params"]],
+                                           max_norm)
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:

@@ -17,7 +17,7 @@ import torch
 from text2image import checkpoints, profiles, recipes
 from text2image.models import autoencoders as ae
 from text2image.models.autoencoders import codebook_size, codes, reconstruct, unwrap
-from text2image.world.tensors import RESOLUTION, TEST_IMAGES, test_set, to_uint8
+from text2image.world.tensors import RESOLUTION, TEST_IMAGES, fixed_set, test_set, to_uint8
 
 
 # ----------------------------------------------------------------------------- the oracle (adapter)
@@ -112,10 +112,12 @@ def oracle_errors(model: torch.nn.Module, n: int | None = None, profile: str | N
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, n: int | None = None, profile: str | None = None) -> dict[str, float]:
-    """PSNR, oracle agreement (when the oracle exists) and, for discrete models, codebook usage/perplexity."""
+def evaluate(model: torch.nn.Module, n: int | None = None, profile: str | None = None,
+             split: str = "test") -> dict[str, float]:
+    """PSNR, oracle agreement (when the oracle exists) and, for discrete models, codebook usage/perplexity,
+    on the fixed ``split`` ("test" for the chapters' tables, "val" while training)."""
     model = unwrap(model).eval()
-    scenes, images, _ = test_set(n, profile)
+    scenes, images, _ = fixed_set(split, n, profile)
     rec = reconstruct(model, images)
     metrics = {"psnr": float(ae.psnr(images, rec).mean()), "mse": float(((images - rec) / 2).pow(2).mean())}
     agreement = oracle_agreement(rec, scenes)

@@ -38,7 +38,7 @@ from text2image.recipes import Recipe
 from text2image.train import TrainConfig
 from text2image.world.render import render
 from text2image.world.scene import COLOUR_NAMES, SHAPES
-from text2image.world.tensors import RESOLUTION, TRAIN_SEED, scenes_at, test_set, to_tensor, world_batch
+from text2image.world.tensors import RESOLUTION, TRAIN_SEED, scenes_at, to_tensor, val_set, world_batch
 
 SCALE_SEED = 2_000_003  # the images that set the VAE's latent scaling factor,
 SCALE_IMAGES = 1024     # and how many
@@ -55,8 +55,9 @@ SIZES = {
 }
 STEPS = {"smoke": 6, "cpu": 2000, "gpu": 8000}
 BATCH = {"smoke": 8, "cpu": 32, "gpu": 128}
-EVAL_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}   # the quicker check during training (manifest, eval.json)
+EVAL_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}   # the check on val during training (manifest, eval.json)
 MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")  # the same-budget comparison
+VARIANTS = ("vqvae-paper", "vqgan-nodisc")  # what the comparison's choices change, at the same budget
 LONG = {"vae-long": "vae", "vqvae-long": "vqvae"}  # trained on from the comparison's weights
 SWEEP_SIZES = {"smoke": (4, 16), "cpu": (4, 16, 64, 256), "gpu": (4, 16, 64, 256, 1024, 4096)}
 SWEEP = "vq-sweep"
@@ -98,7 +99,7 @@ def _percept_task(model: ae.ContentNet, profile: str):
         return F.cross_entropy(shape_logits, shapes) + F.cross_entropy(colour_logits, colours)
 
     def eval_fn(m):
-        scenes, images, masks = test_set(profiles.pick(EVAL_IMAGES, profile), profile)
+        scenes, images, masks = val_set(profiles.pick(EVAL_IMAGES, profile), profile)
         shapes, colours = content_targets(scenes, masks)
         shape_logits, colour_logits = m(images)
         on_objects = shapes > 0
@@ -141,9 +142,10 @@ class VQTrainee(torch.nn.Module):
     perceptual network (VQGAN). Only ``vq`` is shipped."""
 
     def __init__(self, vq: VQModel, restarts: bool, discriminator: torch.nn.Module | None = None,
-                 percept: ae.ContentNet | None = None):
+                 percept: ae.ContentNet | None = None, disc_optimizer: dict | None = None):
         super().__init__()
         self.vq = vq
+        self.disc_optimizer = disc_optimizer  # the discriminator's own lr scale and betas, if any
         size = vq.config.num_vq_embeddings
         self.restarter = ae.DeadCodeRestarter(size, every=RESTART_EVERY, threshold=RESTART_THRESHOLD, decay=0.9) if restarts else None
         # The usage statistics live in a buffer so a resumed run restarts exactly the same codes.
@@ -158,6 +160,16 @@ class VQTrainee(torch.nn.Module):
         if self.percept is not None:
             self.percept.eval()
         return self
+
+    def optimizer_groups(self) -> list[dict]:
+        """The discriminator apart, with its own learning rate and betas and its own gradient clipping, as
+        taming-transformers gives it its own optimiser; everything else in one group."""
+        if self.discriminator is None or self.disc_optimizer is None:
+            return [{"params": list(self.parameters())}]
+        disc = {id(p) for p in self.discriminator.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) not in disc]},
+                {"params": list(self.discriminator.parameters()), "lr_scale": self.disc_optimizer["lr_scale"],
+                 "betas": tuple(self.disc_optimizer["betas"]), "clip_alone": "discriminator"}]
 
 
 def _arch(profile: str) -> dict:
@@ -190,7 +202,7 @@ def _batch_fn(profile: str, name: str):
 
 
 def _eval_fn(profile: str):
-    return lambda model: evaluate(model, n=profiles.pick(EVAL_IMAGES, profile), profile=profile)
+    return lambda model: evaluate(model, n=profiles.pick(EVAL_IMAGES, profile), profile=profile, split="val")
 
 
 def _extra(name: str, profile: str) -> dict:
@@ -265,11 +277,18 @@ def _build_vq(name: str, profile: str) -> VQTrainee:
     def make():
         vq = ae.build_vqvae(channels=tuple(extra["channels"]), codebook_size=extra["codebook_size"],
                             code_dim=extra["code_dim"], groups=extra["groups"])
+        # diffusers' default (legacy) quantiser weighs the commitment term 1 and the codebook term 0.25,
+        # the reverse of the VQ-VAE paper; legacy=False is the paper's weighting
+        vq.quantize.legacy = extra.get("legacy", True)
         disc = percept = None
         if extra.get("gan"):
             disc = ae.PatchDiscriminator(extra["disc_channels"])
+        if extra.get("gan") or extra.get("perceptual_weight"):
             percept, _ = recipes.load_or_train("percept", profile, progress=False)
-        return VQTrainee(vq, restarts=extra["restarts"], discriminator=disc, percept=percept)
+        disc_optimizer = ({"lr_scale": extra["disc_lr_scale"], "betas": extra["disc_betas"]}
+                          if "disc_lr_scale" in extra else None)
+        return VQTrainee(vq, restarts=extra["restarts"], discriminator=disc, percept=percept,
+                         disc_optimizer=disc_optimizer)
     return _seeded(make)
 
 
@@ -288,18 +307,19 @@ def _vq_task_for(name: str):
                 m.restarter.usage = m.usage.cpu()  # the buffer is the state a resumed run reloads
                 metrics["restarted"] = m.restarter.update(m.vq.quantize.embedding, grid, vectors, step)
                 m.usage.copy_(m.restarter.usage)
-            if m.discriminator is None:
+            if m.percept is None:
                 mse = F.mse_loss(rec, x)
                 metrics["mse"] = mse.detach()
                 return mse + vq_loss, metrics
-            # VQGAN: L1 + perceptual, then the adversarial game once the discriminator has started.
+            # VQGAN: L1 + perceptual, then the adversarial game once the discriminator has started
+            # (never, for the ablation without a discriminator).
             l1 = (rec - x).abs().mean()
             p_loss = ae.perceptual_loss(m.percept, x, rec)
             nll = l1 + extra["perceptual_weight"] * p_loss
             loss = nll + vq_loss
             metrics.update(l1=l1.detach(), perceptual=p_loss.detach())
             metrics.update(g=0.0, d=0.0, gan_weight=0.0)  # same log columns before and after the GAN starts
-            if step >= gan_start:
+            if m.discriminator is not None and step >= gan_start:
                 m.discriminator.requires_grad_(False)   # the generator's loss must not move the discriminator
                 g_loss = -m.discriminator(rec).mean()
                 m.discriminator.requires_grad_(True)
@@ -324,8 +344,14 @@ _register_vq("vqvae", _configs(**VQ, restarts=True))
 _register_vq("vqvae-nofix", _configs(**VQ, restarts=False))
 # The adaptive weight is capped at 1: with a discriminator that has not learnt yet, the gradient of its
 # verdict is tiny and the uncapped ratio (taming-transformers allows 1e4) reached 961 and wrecked the decoder.
+# The discriminator learns at a tenth of the autoencoder's rate with taming's betas (0.5, 0.9), its gradient
+# clipped apart: at the autoencoder's rate and clipped with it, it never learnt anything (hinge loss 1.000).
 _register_vq("vqgan", _configs(**VQ, restarts=True, gan=True, gan_start=0.5, disc_channels=32, disc_weight=0.8,
-                                  max_gan_weight=1.0, perceptual_weight=1.0))
+                                  max_gan_weight=1.0, perceptual_weight=1.0, disc_lr_scale=0.1,
+                                  disc_betas=[0.5, 0.9]))
+# The ablation: the VQGAN's L1 + perceptual losses without its discriminator, and the paper's VQ weighting.
+_register_vq("vqgan-nodisc", _configs(**VQ, restarts=True, perceptual_weight=1.0))
+_register_vq("vqvae-paper", _configs(**VQ, restarts=True, legacy=False))
 
 SWEEP_ARCH = {"smoke": dict(channels=[8, 16, 16], groups=4), "cpu": dict(channels=[16, 32, 32], groups=8),
               "gpu": dict(channels=[32, 64, 64], groups=16)}

@@ -22,6 +22,7 @@ from text2image.world.scene import random_scene
 RESOLUTION = 32
 TRAIN_SEED = 4        # data seed of every autoencoder's training batches
 TEST_SEED = 1_000_003  # a disjoint stream for the test scenes
+VAL_SEED = 3_000_017   # and another for the validation scenes that training runs are monitored on
 TEST_IMAGES = {"smoke": 32, "cpu": 2048, "gpu": 4096}  # the size of the test set the chapters measure on
 
 
@@ -48,18 +49,36 @@ def world_batch(step: int, batch_size: int, seed: int = TRAIN_SEED) -> torch.Ten
     return to_tensor(images)
 
 
-@functools.lru_cache(maxsize=4)
-def _test_set(n: int) -> tuple[tuple, np.ndarray, np.ndarray]:
-    scenes = scenes_at(TEST_SEED, 0, n)
+FIXED_SEEDS = {"test": TEST_SEED, "val": VAL_SEED}
+
+
+@functools.lru_cache(maxsize=8)
+def _fixed_set(split: str, n: int) -> tuple[tuple, np.ndarray, np.ndarray]:
+    scenes = scenes_at(FIXED_SEEDS[split], 0, n)
     images, masks = render(scenes, RESOLUTION)
     return tuple(scenes), images, masks
 
 
-def test_set(n: int | None = None, profile: str | None = None) -> tuple[list, torch.Tensor, np.ndarray]:
-    """The fixed test scenes, their images in [-1, 1] and their masks (never seen in training)."""
+def fixed_set(split: str, n: int | None = None, profile: str | None = None) -> tuple[list, torch.Tensor, np.ndarray]:
+    """The fixed ``"test"`` or ``"val"`` scenes, their images in [-1, 1] and their masks (never trained on).
+
+    Training runs are monitored on ``val``; ``test`` is kept for the chapters' final tables.
+    """
+    if split not in FIXED_SEEDS:
+        raise ValueError(f"no fixed set {split!r}; the fixed sets are: {', '.join(FIXED_SEEDS)}")
     n = n or profiles.pick(TEST_IMAGES, profile)
-    scenes, images, masks = _test_set(n)
+    scenes, images, masks = _fixed_set(split, n)
     return list(scenes), to_tensor(images), masks
+
+
+def test_set(n: int | None = None, profile: str | None = None) -> tuple[list, torch.Tensor, np.ndarray]:
+    """The fixed test scenes (see :func:`fixed_set`)."""
+    return fixed_set("test", n, profile)
+
+
+def val_set(n: int | None = None, profile: str | None = None) -> tuple[list, torch.Tensor, np.ndarray]:
+    """The fixed validation scenes (see :func:`fixed_set`)."""
+    return fixed_set("val", n, profile)
 
 
 def prompt_renders(prompts: list[str], seed: int) -> np.ndarray:
