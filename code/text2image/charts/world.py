@@ -179,13 +179,42 @@ def _same(scene: Scene, found) -> bool:
     return same_scene(scene.objects, found, DEGRADED_TOLERANCE)
 
 
+STRENGTH_NAMES = {"noise": ("écart type (part de l'échelle)", "standard deviation (share of the range)"),
+                  "blur": ("écart type (pixels)", "standard deviation (pixels)"),
+                  "colour_drift": ("amplitude", "strength"), "specks": ("rayon (pixels)", "radius (pixels)"),
+                  "jpeg": ("qualité", "quality")}
+
+
+def breaking_chart(sweep: Mapping[str, Sequence[tuple[float, int, int]]], level: float = 0.9):
+    """Share of scenes read exactly against the strength of each degradation, with 95 % Wilson bands;
+    dotted, the moderate strength of the oracle table; dashed, the ``level`` below which it counts as broken."""
+    from text2image.evaluate.intervals import wilson
+
+    fig, axes = subplots(2, 3, figsize=(6.8, 4.6), sharey=True)
+    for ax, (name, points) in zip(axes.flat, sweep.items()):
+        parameter = degrade.SWEEP[name][0]
+        x = [v for v, _, _ in points]
+        bands = np.array([wilson(k, n) for _, k, n in points])
+        ax.fill_between(x, 100 * bands[:, 0], 100 * bands[:, 1], alpha=0.25, color="#1f77b4", linewidth=0)
+        ax.plot(x, [100 * k / n for _, k, n in points], "o-", color="#1f77b4", markersize=3)
+        ax.axvline(degrade.MODERATE[name][parameter], color="grey", linestyle=":")
+        ax.axhline(100 * level, color="#d62728", linestyle="--", linewidth=1)
+        if name == "jpeg":
+            ax.invert_xaxis()  # a lower quality is a stronger degradation
+        ax.set_title(degradation_name(name), fontsize=10)
+        ax.set_xlabel(lang.tr(*STRENGTH_NAMES[name]), fontsize=9)
+        ax.tick_params(labelsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(lang.tr("scènes lues exactement (%)", "scenes read exactly (%)"), fontsize=9)
+    for ax in list(axes.flat)[len(sweep):]:
+        ax.axis("off")
+    ax.set_ylim(0, 104)
+    fig.tight_layout()
+    return fig
+
+
 def degradation_name(name: str) -> str:
     return lang.tr(*DEGRADATION_NAMES[name])
-
-
-def hardest(accuracy: Mapping[str, float]) -> str:
-    """The degradation with the lowest accuracy (the first of them on a tie)."""
-    return min((v, k) for k, v in accuracy.items() if k != "clean")[1]
 
 
 def oracle_table(accuracy: Mapping[int, Mapping[str, float]], n_clean: int, n_degraded: int):

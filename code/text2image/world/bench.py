@@ -54,6 +54,28 @@ def oracle_accuracy(n: int = 10_000, resolution: int = 32, degradations=None, n_
     return out
 
 
+def degradation_sweep(n: int = 300, resolution: int = 32, seed: int = 0) -> dict[str, list[tuple[float, int, int]]]:
+    """For each degradation, ``(strength, scenes read exactly, scenes)`` at every strength of
+    :data:`degrade.SWEEP` (the other parameters at their moderate value), on ``n`` test scenes."""
+    examples = splits.examples("test", 0, n)
+    truth = [e.scene.objects for e in examples]
+    images, _ = render([e.scene for e in examples], resolution)
+    out = {}
+    for name, (parameter, values) in degrade.SWEEP.items():
+        out[name] = []
+        for value in values:
+            strength = {**degrade.MODERATE[name], parameter: value}
+            found = oracle.parse_batch(degrade.degrade(images, name, np.random.default_rng(seed), **strength))
+            exact = sum(same_scene(t, f, DEGRADED_TOLERANCE) for t, f in zip(truth, found))
+            out[name].append((value, int(exact), n))
+    return out
+
+
+def breaking_point(points, level: float = 0.9):
+    """The mildest strength at which fewer than ``level`` of the scenes are read exactly (``None`` if none)."""
+    return next((value for value, exact, n in points if exact < level * n), None)
+
+
 def bench_generation(n: int = 4000) -> dict[int, float]:
     """Print and return scenes per second at 32 and 64 px."""
     splits.examples("train", 0, 50)  # warm up imports and caches

@@ -92,6 +92,15 @@ STRONG = {"noise": {"sigma": 0.12}, "blur": {"sigma": 1.2}, "colour_drift": {"st
           "specks": {"count": 8, "radius": 1.0}, "jpeg": {"quality": 50}}
 
 
+# The strength each degradation is swept over (its main parameter), from mild to destructive: where the
+# oracle breaks tells which artefacts of a generator it can still judge.
+SWEEP = {"noise": ("sigma", (0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4)),
+         "blur": ("sigma", (0.5, 0.7, 1.0, 1.3, 1.6, 2.0, 2.5)),
+         "colour_drift": ("strength", (0.12, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
+         "specks": ("radius", (0.7, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0)),
+         "jpeg": ("quality", (90, 75, 50, 30, 20, 10, 5))}
+
+
 def degrade(images, name: str, rng: np.random.Generator, **strength):
     """Apply the degradation ``name`` (moderate strength unless given)."""
     if name not in DEGRADATIONS:
