@@ -40,3 +40,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], ali
     rule = ["---:" if a == "r" else ":---" for a in align]
     lines = [headers, rule, *[[str(cell) for cell in row] for row in rows]]
     return Markdown("\n".join("| " + " | ".join(line) + " |" for line in lines))
+
+
+def interval(share, digits: int = 1) -> str:
+    """``95.3 (93.1–96.9)``: a share in percent and its 95 % interval (a mapping with ``p``, ``lo``, ``hi``);
+    word joiners keep the interval on one line."""
+    p, lo, hi = (lang.number(100 * share[k], digits) for k in ("p", "lo", "hi"))
+    return f"{p} ({lo}\u2060–\u2060{hi})"

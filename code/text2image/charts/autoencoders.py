@@ -38,6 +38,8 @@ def model_name(name: str) -> str:
         "vqgan": "VQGAN",
         "vae-long": lang.tr("VAE prolongé", "VAE, trained on"),
         "vqvae-long": lang.tr("VQ-VAE prolongé", "VQ-VAE, trained on"),
+        "vqvae-paper": lang.tr("VQ-VAE, pondération de l'article", "VQ-VAE, the paper's weighting"),
+        "vqgan-nodisc": lang.tr("VQGAN sans discriminateur", "VQGAN without discriminator"),
     }.get(name, name)
 
 
@@ -319,13 +321,22 @@ def _num(value, digits: int = 1) -> str:
     return "—" if value is None or value != value else lang.number(value, digits)
 
 
-def quality_table(measured: Mapping[str, dict]):
-    """PSNR, oracle agreement and codebook statistics per model, measured on the test scenes."""
+def agreement(m: Mapping, n: int) -> str:
+    """Oracle agreement on ``n`` scenes in percent, with its 95 % Wilson interval."""
+    from text2image.evaluate.intervals import share
+    from text2image.tables import interval
+
+    value = m.get("oracle_agreement")
+    return "–" if value is None else interval(share(round(value * n), n).as_dict(), 2)
+
+
+def quality_table(measured: Mapping[str, dict], n: int):
+    """PSNR, oracle agreement (with its 95 % interval over the ``n`` test scenes) and codebook statistics."""
     from text2image.tables import markdown_table
 
-    headers = [lang.tr("modèle", "model"), "PSNR (dB)", lang.tr("accord de l'oracle", "oracle agreement"),
+    headers = [lang.tr("modèle", "model"), "PSNR (dB)", lang.tr("accord de l'oracle (%)", "oracle agreement (%)"),
                lang.tr("codes utilisés", "codes in use"), lang.tr("perplexité", "perplexity")]
-    rows = [[model_name(name), _num(m["psnr"]), _percent(m.get("oracle_agreement")),
+    rows = [[model_name(name), _num(m["psnr"]), agreement(m, n),
              _percent(m.get("codebook_usage")), _num(m.get("codebook_perplexity"), 0)]
             for name, m in measured.items()]
     return markdown_table(headers, rows)
@@ -377,4 +388,21 @@ def error_table(errors: Mapping[str, dict]):
              "size": lang.tr("taille", "size"), "position": lang.tr("position", "position")}
     headers = [lang.tr("modèle", "model"), *(names[e] for e in ERRORS)]
     rows = [[model_name(name), *(_percent(shares.get(e)) for e in ERRORS)] for name, shares in errors.items()]
+    return markdown_table(headers, rows)
+
+
+FAKE_NAMES = {"reconstruction": ("reconstructions du VQ-VAE", "the VQ-VAE's reconstructions"),
+              "blur": ("scènes floutées (3 × 3)", "blurred scenes (3 × 3)")}
+SETTING_NAMES = {"autoencoder": ("réglages de l'auto-encodeur", "the autoencoder's settings"),
+                 "taming": ("réglages de taming-transformers", "taming-transformers' settings")}
+
+
+def discriminator_table(check: Mapping[str, Mapping[str, Mapping]]):
+    """The discriminator trained alone: balanced accuracy (%) with its 95 % interval, per fake and setting."""
+    from text2image.tables import interval, markdown_table
+
+    settings = list(next(iter(check.values())))
+    headers = [lang.tr("images à distinguer des vraies", "images told apart from real ones"),
+               *(lang.tr(*SETTING_NAMES[s]) for s in settings)]
+    rows = [[lang.tr(*FAKE_NAMES[kind]), *(interval(by[s]) for s in settings)] for kind, by in check.items()]
     return markdown_table(headers, rows)

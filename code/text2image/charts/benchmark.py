@@ -18,7 +18,7 @@ from text2image import lang
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import verdicts
 from text2image.plots import show_image, subplots, wrap
-from text2image.tables import markdown_table
+from text2image.tables import interval, markdown_table
 
 CATEGORY_NAMES = {
     "single_object": ("objet seul", "single object"), "two_objects": ("deux objets", "two objects"),
@@ -47,12 +47,6 @@ def name(table: Mapping[str, tuple[str, str]], key: str) -> str:
 
 def category_share(result: Mapping, category: str) -> Mapping:
     return result["overall"] if category == "overall" else result["categories"][category]
-
-
-def interval(share: Mapping, digits: int = 1) -> str:
-    """``95.3 (93.1–96.9)``: a percentage and its 95 % interval, in points."""
-    p, lo, hi = (lang.number(100 * share[k], digits) for k in ("p", "lo", "hi"))
-    return f"{p} ({lo}\u2060–\u2060{hi})"  # word joiners: the interval never breaks across lines
 
 
 def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | None = None):

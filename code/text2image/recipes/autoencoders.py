@@ -510,3 +510,53 @@ def rate_distortion(profile: str | None = None, progress: bool = True) -> list[d
 def shipped_folder(name: str) -> Path:
     return checkpoints.checkpoint_dir(name)
 
+
+
+# ----------------------------------------------------------------------------- can a discriminator learn here?
+
+DISC_CHECK_STEPS = {"smoke": 4, "cpu": 600, "gpu": 2000}
+DISC_CHECK_IMAGES = {"smoke": 16, "cpu": 256, "gpu": 1024}
+# The two settings compared: the autoencoder's own (what the first VQGAN's discriminator got), and
+# taming-transformers' discriminator optimiser (Adam, betas 0.5 / 0.9) at a tenth of the learning rate.
+DISC_SETTINGS = {"autoencoder": {"lr": 2e-3, "betas": (0.9, 0.999)}, "taming": {"lr": 2e-4, "betas": (0.5, 0.9)}}
+
+
+def _blur(images: torch.Tensor) -> torch.Tensor:
+    kernel = torch.ones(3, 1, 3, 3) / 9
+    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+
+
+def discriminator_check(profile: str | None = None) -> dict[str, dict[str, dict]]:
+    """The VQGAN's discriminator trained alone, with nothing else moving: can it tell real scenes from the
+    VQ-VAE's reconstructions, or from blurred scenes? Balanced accuracy on validation scenes (a share with
+    its 95 % interval) per kind of fake and per optimiser setting, cached next to the VQGAN's weights
+    (the key holds the VQ-VAE's digest, whose reconstructions are the fakes)."""
+    from text2image.evaluate import intervals
+
+    profile = profiles.check(profile) if profile else profiles.current()
+    vq, _ = recipes.load_or_train("vqvae", profile, progress=False)
+    steps, n = profiles.pick(DISC_CHECK_STEPS, profile), profiles.pick(DISC_CHECK_IMAGES, profile)
+    fakes = {"reconstruction": lambda x: ae.reconstruct(vq, x), "blur": _blur}
+
+    def compute() -> dict:
+        _, real, _ = val_set(n, profile)
+        out: dict[str, dict[str, dict]] = {}
+        for kind, fake in fakes.items():
+            out[kind] = {}
+            for setting, optimiser in DISC_SETTINGS.items():
+                disc = _seeded(lambda: ae.PatchDiscriminator(_extra("vqgan", profile)["disc_channels"]))
+                opt = torch.optim.Adam(disc.parameters(), lr=optimiser["lr"], betas=optimiser["betas"])
+                for step in range(steps):
+                    x = world_batch(step, BATCH[profile], seed=TRAIN_SEED + 7)
+                    loss = ae.hinge_discriminator_loss(disc(x), disc(fake(x)))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                with torch.no_grad():
+                    right = int((disc(real).mean((1, 2, 3)) > 0).sum() + (disc(fake(real)).mean((1, 2, 3)) < 0).sum())
+                out[kind][setting] = intervals.share(right, 2 * n).as_dict()
+        return out
+
+    key = ["discriminator-check", steps, n, DISC_SETTINGS, checkpoints.weights_digest(recipes.checkpoint_folder("vqvae", profile))]
+    return checkpoints.cached_result(recipes.checkpoint_folder("vqgan", profile), "discriminator-check.json",
+                                     key, compute)
