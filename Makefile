@@ -5,12 +5,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test smoke bench repro browser clean help
+.PHONY: book test smoke quarto bench repro browser clean help
 
 help:
 	@echo "make book   execute every chapter (profile cpu, fr + en) and build the book"
 	@echo "make test   run the test suite, smoke render of both editions included"
 	@echo "make smoke  smoke render of both editions (figures go to build/, not figures/)"
+	@echo "make quarto quarto render of both editions (--profile fr, --profile en; TEXT2IMAGE_PROFILE=smoke|gpu adds it)"
 	@echo "make bench  print the timings the issues ask for (smoke render per chapter, world, oracle)"
 	@echo "make repro  render twice in two fresh clones and compare the figures byte for byte"
 
@@ -28,6 +29,10 @@ smoke: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Real Quarto, if it is on the PATH (the conda-forge route of environment.yml); one line if it is not.
+quarto: $(STAMP)
+	@$(PY) -m text2image.book.quarto
 
 bench: $(STAMP)
 	$(PY) -m text2image bench

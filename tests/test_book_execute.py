@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import nbformat
 import pytest
 
 from bookkit import browser_check, chromium, write_book
-from text2image.book import build
+from text2image.book import build, quarto
+
+REPO = Path(__file__).resolve().parents[1]
 
 FIG = '''\
 ```{python}
@@ -80,11 +85,12 @@ def test_kernel_runs_in_chapter_folder_with_venv_python_and_env(rendered):
     assert lines[3] == str(rendered)
 
 
-def test_inline_expressions_are_str_of_the_value(rendered):
+def test_inline_results_are_kept_as_quarto_keeps_them(rendered):
     nb = nbformat.read(rendered / "build/smoke/en/line.ipynb", as_version=4)
-    values = [c.metadata["text2image"].get("inline") for c in nb.cells if c.cell_type == "markdown"]
-    values = [v for v in values if v]
-    assert values[0] == [{"expression": "name", "text": "deux"}, {"expression": "SLOPE * 2", "text": "8"}]
+    kept = [c.metadata.get("user_expressions") for c in nb.cells if c.cell_type == "markdown"]
+    kept = [k for k in kept if k]
+    assert [k["expression"] for k in kept[0]] == ["name", "SLOPE * 2"]
+    assert kept[0][0]["result"]["data"]["text/plain"] == "'deux'"
     page = (rendered / "build/smoke/preview/en/line.html").read_text()
     assert "Texte deux et 8, voir" in page
 
@@ -108,15 +114,15 @@ def test_cpu_profile_writes_the_book_figures(tmp_path, capsys):
 def test_freeze_skips_unchanged_chapters_and_force_reexecutes(tmp_path, capsys):
     root = tiny_book(tmp_path)
     code, out, _ = run(root, capsys, langs=["fr"])
-    assert code == 0 and out.count("executed ") == 2
+    assert code == 0 and out.count("executed ") == 3
     code, out, _ = run(root, capsys, langs=["fr"])
-    assert code == 0 and out.count("frozen ") == 2 and "executed " not in out.replace("0 chapter(s) executed", "")
+    assert code == 0 and out.count("frozen ") == 3 and "executed " not in out.replace("0 chapter(s) executed", "")
     (root / "book/fr/info.qmd").write_text(INFO + "\nMore words.\n")
     (root / "book/en/info.qmd").write_text(INFO + "\nMore words.\n")
     code, out, _ = run(root, capsys, langs=["fr"])
     assert re.search(r"fr  info\s+executed", out) and re.search(r"fr  line\s+frozen", out)
     code, out, _ = run(root, capsys, langs=["fr"], force=True)
-    assert code == 0 and out.count("executed ") == 2
+    assert code == 0 and out.count("executed ") == 3
 
 
 def test_failing_cell_names_chapter_label_and_traceback_and_keeps_old_figures(tmp_path, capsys):
@@ -184,19 +190,66 @@ def test_preview_is_cached(rendered, capsys):
 def test_preview_in_headless_chromium(rendered):
     result = browser_check(rendered / "build/smoke/preview")
     assert result["problems"] == [], json.dumps(result, indent=1)
-    assert result["pages"] == 4 and result["images"] >= 2 and result["links"] > 10
+    assert result["pages"] == 6 and result["images"] >= 2 and result["links"] > 10
+
+
+FAKE_QUARTO = """#!/bin/sh
+{{ echo "quarto $*"; echo "QUARTO_PYTHON=$QUARTO_PYTHON"; echo "TEXT2IMAGE_PROFILE=${{TEXT2IMAGE_PROFILE-unset}}"; \
+  echo "TEXT2IMAGE_LANG=${{TEXT2IMAGE_LANG-unset}}"; echo "PWD=$PWD"; }} >> {log}
+"""
+
+
+def fake_quarto(tmp_path: Path, monkeypatch=None) -> tuple[Path, Path]:
+    """A ``quarto`` on the PATH that records its arguments, environment and folder."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "quarto").write_text(FAKE_QUARTO.format(log=log))
+    (bin_dir / "quarto").chmod(0o755)
+    if monkeypatch:
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir, log
 
 
 def test_quarto_is_used_when_installed(tmp_path, capsys, monkeypatch):
     root = write_book(tmp_path / "book", {"fr": {"a": "# A\n"}, "en": {"a": "# A\n"}})
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.txt"
-    fake = bin_dir / "quarto"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    _, log = fake_quarto(tmp_path, monkeypatch)
+    monkeypatch.setenv("TEXT2IMAGE_LANG", "fr")
     code, out, err = run(root, capsys, render=True)
     assert code == 0, err
-    assert log.read_text().splitlines() == ["render --profile fr,smoke", "render --profile en,smoke"]
+    assert log.read_text().splitlines() == [
+        "quarto render --profile fr,smoke --output-dir build/smoke/quarto/fr", f"QUARTO_PYTHON={sys.executable}",
+        "TEXT2IMAGE_PROFILE=unset", "TEXT2IMAGE_LANG=unset", f"PWD={root}",
+        "quarto render --profile en,smoke --output-dir build/smoke/quarto/en", f"QUARTO_PYTHON={sys.executable}",
+        "TEXT2IMAGE_PROFILE=unset", "TEXT2IMAGE_LANG=unset", f"PWD={root}",
+    ]
     assert "quarto not found" not in out
+
+
+@pytest.mark.parametrize("profile, names", [("cpu", ["fr", "en"]), ("gpu", ["fr,gpu", "en,gpu"])])
+def test_make_quarto_runs_both_editions(tmp_path, profile, names):
+    bin_dir, log = fake_quarto(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TEXT2IMAGE_PROFILE": profile,
+           "TEXT2IMAGE_LANG": "en"}
+    venv = Path(sys.executable).parent.parent  # -o: never (re)build that environment from a test
+    result = subprocess.run(["make", "-s", "-o", f"{venv}/.installed", "quarto", f"VENV={venv}", f"PY={sys.executable}"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = log.read_text().splitlines()
+    assert calls == [line for name in names for line in (
+        f"quarto render --profile {name}", f"QUARTO_PYTHON={sys.executable}", "TEXT2IMAGE_PROFILE=unset",
+        "TEXT2IMAGE_LANG=unset", f"PWD={REPO}")]
+
+
+def test_make_quarto_says_in_one_line_that_quarto_is_absent(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "sh", "env", "cat"):  # a PATH with the basics and no quarto
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    venv = Path(sys.executable).parent.parent
+    result = subprocess.run([str(bin_dir / "make"), "-s", "-o", f"{venv}/.installed", "quarto", f"VENV={venv}",
+                             f"PY={sys.executable}"],
+                            cwd=REPO, env={**os.environ, "PATH": str(bin_dir)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [quarto.ABSENT]
