@@ -15,6 +15,7 @@ import pytest
 
 from bookkit import browser_check, chromium, write_book
 from text2image.book import build, quarto
+from text2image.book.execute import quarto_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -253,3 +254,166 @@ def test_make_quarto_says_in_one_line_that_quarto_is_absent(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [quarto.ABSENT]
+
+
+INLINE = '''\
+# Valeurs {#sec-values}
+
+```{python}
+from IPython.display import Markdown
+from text2image import lang
+s = "3\\u202f072 nombres"
+md = Markdown("1\\u202f000")
+t = lang.integer(3072, "fr")
+empty = ""
+```
+
+A `{python} s` B `{python} md` C `{python} t` D `{python} 'a_b'` E `{python} empty` F `{python} 6 * 7`.
+'''
+
+
+def test_inline_values_show_what_quarto_shows(tmp_path, capsys):
+    root = write_book(tmp_path, {"fr": {"v": INLINE}, "en": {"v": INLINE}})
+    code, _, err = run(root, capsys, langs=["fr"], render=True)
+    assert code == 0, err
+    page = (root / "build/smoke/preview/fr/v.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page[page.index("A 3"):page.index(" F 42") + 5])
+    # a str goes through its repr, then Markdown escaping: the page shows 3\\u202f072, as Quarto's did;
+    # Markdown objects and lang.Text show the narrow no-break space itself
+    assert text == "A 3\\\\u202f072 nombres B 1\u202f000 C 3\u202f072 D a_b E {python} empty F 42"
+
+
+STDERR = '''\
+# Erreurs {#sec-err}
+
+```{python}
+import sys, warnings
+print("out")
+sys.stderr.write("\\x1b[31mfirst\\x1b[0m\\n"); sys.stderr.flush()
+print("between", flush=True)
+sys.stderr.write("second\\n"); sys.stderr.flush()
+```
+
+```{python}
+#| warning: false
+import sys
+sys.stderr.write("hidden\\n"); sys.stderr.flush()
+```
+
+```{python}
+import text2image  # silences tqdm.auto's "IProgress not found", as in every chapter
+from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
+for _ in tqdm(range(3), desc="bar"):
+    pass
+for _ in hf_logging.tqdm(range(3), desc="Loading weights"):
+    pass
+```
+'''
+
+
+def test_stderr_blocks_like_quarto_and_no_progress_bar_with_the_books_environment(tmp_path, capsys):
+    root = write_book(tmp_path, {"fr": {"e": STDERR}, "en": {"e": STDERR}})
+    (root / "_environment").write_text((REPO / "_environment").read_text())
+    code, _, err = run(root, capsys, langs=["en"], render=True)
+    assert code == 0, err
+    page = (root / "build/smoke/preview/en/e.html").read_text()
+    blocks = re.findall(r'<div class="cell-output cell-output-(\w+)">\s*<pre><code>(.*?)</code></pre>', page, re.S)
+    # one block per stream output, colours gone; warning: false drops stderr; no bar, no library message
+    assert [b for b in blocks if b[0] == "stderr"] == [("stderr", "first"), ("stderr", "second")]
+    # the same cell without the book's _environment: Quarto would print both bars in the page
+    (root / "_environment").unlink()
+    code, _, err = run(root, capsys, langs=["en"], render=True)
+    assert code == 0, err
+    page = (root / "build/smoke/preview/en/e.html").read_text()
+    stderr = [text for kind, text in re.findall(r'cell-output-(\w+)">\s*<pre><code>(.*?)</code>', page, re.S)
+              if kind == "stderr"]
+    assert any("bar: 100%" in text for text in stderr) and any("Loading weights: 100%" in text for text in stderr)
+
+
+PROFILE_CHAPTER = '''\
+# Profil {#sec-profile}
+
+```{python}
+import os
+print("profile", os.environ["TEXT2IMAGE_PROFILE"])
+```
+'''
+
+
+def test_smoke_never_reads_nor_writes_what_cpu_froze(tmp_path, capsys):
+    root = write_book(tmp_path, {"fr": {"p": PROFILE_CHAPTER}, "en": {"p": PROFILE_CHAPTER}})
+    (root / "_quarto-smoke.yml").write_text((REPO / "_quarto-smoke.yml").read_text())
+
+    def runs(profile):
+        code, out, err = run(root, capsys, profile=profile, langs=["fr"], chapters=["p"])
+        assert code == 0, err
+        return re.search(r"^fr  p\s+(\w+)", out, re.M).group(1)
+
+    assert runs("cpu") == "executed"
+    stored = (root / "build/cpu/fr/p.ipynb").read_bytes()
+    assert runs("smoke") == "executed" and runs("smoke") == "executed"  # freeze: false, every time
+    assert runs("cpu") == "frozen" and (root / "build/cpu/fr/p.ipynb").read_bytes() == stored
+    nb = nbformat.read(root / "build/cpu/fr/p.ipynb", as_version=4)
+    assert "profile cpu" in nb.cells[-1].outputs[0]["text"]
+
+
+def test_language_link_goes_to_the_same_chapter_only_with_the_books_script(tmp_path, capsys):
+    root = tiny_book(tmp_path / "a")
+    assert run(root, capsys, langs=["fr", "en"], render=True)[0] == 0
+    assert 'class="other-lang" href="../en/line.html"' in (root / "build/smoke/preview/fr/line.html").read_text()
+    # without rel: alternate, Quarto's pages all link to the other edition's home page: so does the preview
+    root = tiny_book(tmp_path / "b")
+    config = root / "_quarto-fr.yml"
+    config.write_text(config.read_text().replace("        rel: alternate\n", ""))
+    assert run(root, capsys, langs=["fr", "en"], render=True)[0] == 0
+    assert 'class="other-lang" href="../en/index.html"' in (root / "build/smoke/preview/fr/line.html").read_text()
+
+
+QUARTO_PAGE = """<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">
+<meta name="quarto:offset" content="{offset}"></head><body>
+<nav class="navbar"><ul><li class="nav-item"><a class="nav-link" href="{offset}../{other}/index.html" rel="alternate">
+<span class="menu-text">{other}</span></a></li></ul></nav><main>page</main>{script}</body></html>
+"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (make browser)")
+@pytest.mark.parametrize("lang, page, offset, expected", [
+    ("fr", "book/fr/clip.html", "../../", "en/book/en/clip.html"),
+    ("en", "index.html", "./", "fr/index.html"),
+])
+def test_the_language_link_script_on_a_page_laid_out_like_quartos(tmp_path, lang, page, offset, expected):
+    """The navbar markup of Quarto's navitem.ejs, the layout of _book/<lang>/, and the book's include."""
+    other = "en" if lang == "fr" else "fr"
+    path = tmp_path / "_book" / lang / page
+    path.parent.mkdir(parents=True)
+    path.write_text(QUARTO_PAGE.format(lang=lang, other=other, offset=offset,
+                                       script=(REPO / "book/_language-link.html").read_text()))
+    out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path}/profile", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    href = re.search(r'<a class="nav-link" href="([^"]+)" rel="alternate"', out.stdout).group(1)
+    assert href == (tmp_path / "_book" / expected).as_uri()
+
+
+PROGRESS = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_train import config, make_problem, new_model
+from text2image import train
+batch_fn, loss_fn = make_problem()
+train.Trainer(new_model(), loss_fn, batch_fn, config(steps=3), {run!r}, device="cpu").fit(progress=True)
+"""
+
+
+def test_training_shows_its_bar_except_under_the_books_environment(tmp_path):
+    script = PROGRESS.format(tests=str(REPO / "tests"), run=str(tmp_path / "run"))
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    shown = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "3/3" in shown.stderr  # python -m text2image train keeps its progress bar
+    chapter = subprocess.run([sys.executable, "-c", script.replace("/run'", "/run2'")], capture_output=True,
+                             text=True, timeout=300, env={**env, **quarto_environment(REPO, ["en", "cpu"])})
+    assert chapter.returncode == 0, chapter.stderr
+    assert chapter.stderr == ""

@@ -41,8 +41,8 @@ def current() -> str:
 
 
 def tr(fr: str, en: str) -> str:
-    """The French or the English text, for the active edition."""
-    return fr if current() == "fr" else en
+    """The French or the English text, for the active edition (as ``Text``: prose, inline in a chapter)."""
+    return Text(fr if current() == "fr" else en)
 
 
 def number(value: float, digits: int = 2, lang: str | None = None) -> str:
@@ -66,4 +66,4 @@ def percent(fraction: float, digits: int = 1, lang: str | None = None) -> str:
 
 def status(value: float, target: float) -> str:
     """Whether a measured value reaches its target, in words ("met" / "not met")."""
-    return Text(tr("atteint", "met") if value >= target else tr("non atteint", "not met"))
+    return tr("atteint", "met") if value >= target else tr("non atteint", "not met")

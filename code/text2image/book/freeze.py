@@ -12,7 +12,8 @@ never reads (nor, here, overwrites) what cpu stored.
 Two differences are on purpose and only ever make the runner execute more:
 Quarto's key is the md5 of the source file alone, ours also hashes the
 profile, the language, every ``.py`` file of the package,
-``requirements.lock``, the checkpoints' manifests and ``_quarto.yml``; and
+``requirements.lock``, the checkpoints' manifests, ``_quarto.yml`` and the
+``_environment`` files; and
 each profile keeps its own store, ``build/<profile>/<lang>/`` (Quarto has one
 ``_freeze/`` for every profile, hence the ``false`` above). Where Quarto's
 file-only key would show one edition's outputs in the other (the home page is
@@ -58,6 +59,8 @@ def inputs_digest(root: Path) -> str:
     for name in ("requirements.lock", "_quarto.yml"):
         file = root / name
         parts += [name, file.read_bytes() if file.is_file() else b""]
+    for file in sorted(root.glob("_environment*")):  # the kernels' environment (progress bars, profile)
+        parts += [file.name, file.read_bytes()]
     checkpoints = root / "data" / "checkpoints"
     if checkpoints.is_dir():
         for path in sorted(checkpoints.rglob("*")):
