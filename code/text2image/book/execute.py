@@ -19,7 +19,6 @@ kernelspec's ``python`` to ``sys.executable``, so a venv runs its own kernel.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -31,10 +30,8 @@ from typing import Callable
 import nbformat
 
 from text2image.book import inline
-from text2image.book.errors import BookError, where
+from text2image.book.errors import BookError, strip_ansi, where
 from text2image.book.qmd import Document
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 # Seconds one cell may run: the cpu profile may train a missing checkpoint on a laptop.
 CELL_TIMEOUT = {"smoke": 300, "cpu": 3600, "gpu": 7200}
@@ -54,10 +51,6 @@ def __text2image_setup(width, height, dpi, fmt):
 __text2image_setup({width!r}, {height!r}, {dpi!r}, {fmt!r})
 del __text2image_setup
 """
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
-
 
 def read_dotenv(path: Path) -> dict[str, str]:
     """``KEY=value`` lines (quotes stripped, ``#`` comments and blank lines skipped), as dotenv reads them."""

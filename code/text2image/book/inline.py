@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from text2image.book.errors import BookError, where
+from text2image.book.errors import BookError, strip_ansi, where
 
 # displayDataMimeType for HTML output: the widget/html cluster first, then Markdown, images, plain text.
 HTML_PRIORITY = (
@@ -65,8 +65,6 @@ def results(node) -> dict[str, dict]:
 
 def evaluate(client, doc, index: int, node, root: Path) -> None:
     """Send the cell's expressions to the kernel now and keep the replies in ``metadata.user_expressions``."""
-    from text2image.book.execute import strip_ansi
-
     cell = doc.cells[index]
     node.metadata.pop("user_expressions", None)
     if not cell.inline:
