@@ -19,17 +19,49 @@ from pathlib import Path
 QUARTO = """\
 project:
   type: book
+execute:
+  freeze: auto
 format:
   html:
     fig-dpi: 50
+    include-after-body: book/_language-link.html
 jupyter: python3
 """
 
+# The home page Quarto's book type requires at the root, one per edition through conditional content.
+HOME = """\
+::: {.content-visible when-profile="fr"}
 
-def write_book(root: Path, chapters: dict[str, dict[str, str]], lists: dict[str, list[str]] | None = None) -> Path:
-    """A minimal two-language book: ``chapters = {"fr": {"intro": text, ...}, "en": {...}}``."""
+# Accueil {.unnumbered}
+
+Le livre.
+
+:::
+
+::: {.content-visible when-profile="en"}
+
+# Home {.unnumbered}
+
+The book.
+
+:::
+"""
+
+
+def write_book(root: Path, chapters: dict[str, dict[str, str]], lists: dict[str, list[str]] | None = None,
+               home: str | None = HOME, quarto: str = QUARTO, french: str | None = None,
+               link_script: bool = True) -> Path:
+    """A minimal two-language book: ``chapters = {"fr": {"intro": text, ...}, "en": {...}}``.
+
+    ``home`` is the root ``index.qmd`` (``None``: no home page, listed nowhere);
+    ``french`` what ``_quarto-fr.yml`` adds (default: the real book's French keys);
+    ``link_script`` copies the real language-link include (the QUARTO default names it).
+    """
+    french = FRENCH if french is None else french
     root.mkdir(parents=True, exist_ok=True)
-    (root / "_quarto.yml").write_text(QUARTO)
+    (root / "_quarto.yml").write_text(quarto)
+    if home is not None:
+        (root / "index.qmd").write_text(textwrap.dedent(home).lstrip("\n"))
     # The freeze key hashes <root>/code/text2image: a stub keeps the tiny book's keys stable while
     # the real package is being edited (the kernel still imports the installed package).
     (root / "code" / "text2image").mkdir(parents=True, exist_ok=True)
@@ -41,13 +73,23 @@ def write_book(root: Path, chapters: dict[str, dict[str, str]], lists: dict[str,
             (folder / f"{name}.qmd").write_text(textwrap.dedent(text).lstrip("\n"))
     for lang in ("fr", "en"):
         names = (lists or {}).get(lang, list(chapters.get(lang, {})))
-        entries = "\n".join(f"    - book/{lang}/{n}.qmd" for n in names)
+        entries = "\n".join(([f"    - href: index.qmd\n      text: \"{'Accueil' if lang == 'fr' else 'Home'}\""]
+                              if home is not None else []) + [f"    - book/{lang}/{n}.qmd" for n in names])
         other = "en" if lang == "fr" else "fr"
         (root / f"_quarto-{lang}.yml").write_text(
-            f"lang: {lang}\nbook:\n  title: \"Book {lang}\"\n  navbar:\n    right:\n"
-            f"      - text: \"{other.upper()}\"\n        href: ../{other}/index.html\n  chapters:\n{entries}\n"
+            f"lang: {lang}\n" + (french if lang == "fr" else "") + f"book:\n  title: \"Book {lang}\"\n  navbar:\n"
+            f"    right:\n      - text: \"{other.upper()}\"\n        href: ../{other}/index.html\n"
+            f"        rel: alternate\n  chapters:\n{entries}\n"
         )
+    if link_script:
+        (root / "book").mkdir(exist_ok=True)
+        (root / "book" / "_language-link.html").write_text((REPO / "book" / "_language-link.html").read_text())
     return root
+
+
+REPO = Path(__file__).resolve().parents[1]
+# What the real _quarto-fr.yml sets for French cross-references (Quarto's French file says "Table").
+FRENCH = 'language:\n  crossref-tbl-title: "Tableau"\ncrossref:\n  title-delim: "\u00a0:"\n'
 
 
 def same(text: str, name: str = "a") -> dict[str, dict[str, str]]:

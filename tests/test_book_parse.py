@@ -104,7 +104,7 @@ def test_cross_chapter_reference_is_fine_but_only_within_the_edition(tmp_path):
     other = "# B\n\nVoir @fig-a.\n"
     write_book(tmp_path, {"fr": {"a": GOOD, "b": other}, "en": {"a": GOOD, "b": other}})
     docs = build.static_checks(build.project.load(tmp_path))
-    assert [d.path.name for d in docs["fr"]] == ["a.qmd", "b.qmd"]
+    assert [d.path.name for d in docs["fr"]] == ["index.qmd", "a.qmd", "b.qmd"]
 
 
 def test_chapter_in_one_language_only(tmp_path):
@@ -165,7 +165,7 @@ def test_unknown_profile_is_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_chapter_name(tmp_path):
-    with pytest.raises(BookError, match="no chapter named 'nope'; the chapters are: a"):
+    with pytest.raises(BookError, match="no chapter named 'nope'; the chapters are: index, a"):
         write_book(tmp_path, same(GOOD))
         build.run("smoke", chapters=["nope"], root=tmp_path, render=False)
 
@@ -196,3 +196,169 @@ def test_french_captions_want_no_break_spaces_too(tmp_path):
     fixed = fr.replace(" :", "\u00a0:")
     write_book(tmp_path, {"fr": {"a": fixed}, "en": {"a": GOOD}})
     build.static_checks(build.project.load(tmp_path))  # no error
+
+
+# ---- what real Quarto does (issue 13) ---------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from bookkit import HOME  # noqa: E402
+from text2image.book import checks, crossref, freeze, inline, project, quarto  # noqa: E402
+from text2image.book.execute import quarto_environment  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_book_without_a_root_home_page_fails_with_quartos_message(tmp_path):
+    write_book(tmp_path / "none", same(GOOD), home=None)
+    with pytest.raises(BookError, match=r"_quarto-fr.yml: Book contents must include a home page \(e\.g\. index\.md\)"):
+        project.load(tmp_path / "none")
+    # an index.qmd inside book/<lang>/ is not the home page Quarto's book type looks for
+    chapters = {"fr": {"index": "# Préface {.unnumbered}\n", "a": GOOD}, "en": {"index": "# Preface\n", "a": GOOD}}
+    write_book(tmp_path / "nested", chapters, home=None)
+    with pytest.raises(BookError, match="Book contents must include a home page"):
+        project.load(tmp_path / "nested")
+
+
+def test_the_home_page_goes_first_unnumbered_and_chapters_count_from_1(tmp_path):
+    root = write_book(tmp_path, {"fr": {"a": GOOD, "b": "# B\n"}, "en": {"a": GOOD, "b": "# B\n"}})
+    listed = (root / "_quarto-en.yml").read_text()
+    home_entry = '    - href: index.qmd\n      text: "Home"\n'
+    (root / "_quarto-en.yml").write_text(listed.replace(home_entry, "") + home_entry)  # listed last
+    proj = project.load(root)
+    assert proj.names == ["index", "a", "b"]  # Quarto moves the home page to the front
+    docs = build.static_checks(proj)
+    outline = crossref.outline("en", docs["en"], proj.render_config("en", "cpu"),
+                               [c.text for c in proj.editions["en"].chapters])
+    assert [(c.name, c.number, c.title) for c in outline.chapters] == [("index", None, "Home"), ("a", 1, "A"),
+                                                                       ("b", 2, "B")]
+    assert outline.targets["fig-a"].number == "1.1"
+
+
+def test_a_home_page_that_only_pulls_in_content_is_numbered_like_quarto_numbers_it(tmp_path):
+    """Quarto reads the raw file: no heading of its own, so no .unnumbered, so chapter 1 named 'index.html'."""
+    home = '::: {.content-visible when-profile="fr"}\n{{< include book/fr/_preface.qmd >}}\n:::\n'
+    root = write_book(tmp_path, same(GOOD), home=home)
+    for lang in ("fr", "en"):
+        text = (root / f"_quarto-{lang}.yml").read_text()
+        (root / f"_quarto-{lang}.yml").write_text(text.replace('      text: "Accueil"\n', "").replace(
+            '      text: "Home"\n', ""))
+    proj = project.load(root)
+    docs = build.static_checks(proj)
+    outline = crossref.outline("en", docs["en"], texts=[c.text for c in proj.editions["en"].chapters])
+    assert [(c.number, c.title) for c in outline.chapters] == [(1, "index.html"), (2, "A")]
+
+
+def test_each_edition_sees_its_own_conditional_content_line_for_line():
+    fr = qmd.profile_view(HOME, ["fr", "cpu"])
+    en = qmd.profile_view(HOME, ["en", "smoke"])
+    assert "Accueil" in fr and "Home" not in fr and "Home" in en and "Accueil" not in en
+    assert fr.count("\n") == en.count("\n") == HOME.count("\n")
+    assert ":::" not in fr
+    hidden = "::: {.content-hidden unless-profile=\"smoke\"}\nonly smoke\n:::\n::: {.note}\nkept\n:::\n"
+    assert "only smoke" in qmd.profile_view(hidden, ["fr", "smoke"])
+    assert "only smoke" not in qmd.profile_view(hidden, ["fr", "cpu"])
+    assert "::: {.note}" in qmd.profile_view(hidden, ["fr", "cpu"])
+
+
+@pytest.mark.parametrize("data, text", [
+    ({"text/plain": "'3\\u202f072 nombres'"}, "3\\\\\\\\u202f072 nombres"),  # repr escapes, Markdown escapes again
+    ({"text/plain": "'a_b.c'"}, "a\\_b\\.c"),
+    ({"text/plain": "8"}, "8"),  # not quoted: kept as is
+    ({"text/plain": "'<Markdown>'", "text/markdown": "1\u202f000"}, "1\u202f000"),
+    ({"text/plain": "x", "text/markdown": "*m*", "text/html": "<b>h</b>"}, "`<b>h</b>`{=html}"),
+    ({"text/plain": "''"}, ""),  # empty: Quarto keeps the expression as written
+])
+def test_inline_values_become_markdown_as_quarto_writes_them(data, text):
+    assert inline.markdown({"data": data}) == text
+
+
+def test_cross_reference_words_are_quartos_with_the_editions_language_keys(tmp_path):
+    chapter = GOOD + "\n```{python}\n#| label: tbl-a\n#| tbl-cap: T\nprint(1)\n```\n\nVoir @tbl-a.\n"
+    root = write_book(tmp_path / "plain", same(chapter), french="")
+    proj = project.load(root)
+    docs = build.static_checks(proj)
+    plain = crossref.outline("fr", docs["fr"], proj.render_config("fr", "cpu"))
+    assert plain.text("tbl-a") == "Table\u00a01.1" and plain.separator == ": "  # Quarto's French file
+    root = write_book(tmp_path / "book", same(chapter))
+    proj = project.load(root)
+    docs = build.static_checks(proj)
+    french = crossref.outline("fr", docs["fr"], proj.render_config("fr", "cpu"))
+    assert french.text("tbl-a") == "Tableau\u00a01.1" and french.caption("tbl-a") == "Tableau\u00a01.1"
+    assert french.separator == "\u00a0: " and french.text("sec-a") == "Chapitre\u00a01"
+
+
+def test_the_first_profile_named_wins_a_merge_as_in_quarto(tmp_path):
+    root = write_book(tmp_path, same(GOOD))
+    (root / "_quarto-smoke.yml").write_text("project:\n  output-dir: elsewhere\nexecute:\n  freeze: false\n")
+    (root / "_quarto-fr.yml").write_text((root / "_quarto-fr.yml").read_text() + "project:\n  output-dir: _book/fr\n")
+    proj = project.load(root)
+    merged = proj.render_config("fr", "smoke")
+    assert merged["project"] == {"type": "book", "output-dir": "_book/fr"}
+    assert freeze.mode(merged) is False and freeze.mode(proj.render_config("fr", "cpu")) == "auto"
+    assert proj.active_profiles("fr", "cpu") == ["fr", "cpu"]
+
+
+@pytest.mark.parametrize("lines, missing", [
+    ("build/\n.quarto/\n", ["/.quarto/"]),  # not the exact line Quarto looks for
+    ("build/\n /.quarto/ \n", []),
+    ("", ["/.quarto/"]),
+])
+def test_gitignore_lines_quarto_would_append(tmp_path, lines, missing):
+    root = write_book(tmp_path, same(GOOD))
+    (root / ".gitignore").write_text(lines)
+    assert checks.quarto_gitignore_entries(root) == missing
+    if missing:
+        with pytest.raises(BookError, match=r"\.gitignore: lacks the exact line\(s\) '/\.quarto/'"):
+            build.static_checks(project.load(root))
+    (root / "_environment.local").write_text("SECRET=1\n")
+    assert checks.quarto_gitignore_entries(root) == missing + ["/_*.local"]
+
+
+def test_a_frozen_home_page_that_runs_code_is_refused(tmp_path):
+    home = HOME.replace("Le livre.", "Le livre.\n\n```{python}\nprint(1)\n```")
+    home = home.replace("The book.", "The book.\n\n```{python}\nprint(1)\n```")
+    root = write_book(tmp_path, same(GOOD), home=home)
+    with pytest.raises(BookError, match=r"index.qmd:1: this page is shared by both editions and runs code, but the "
+                                        r"cpu, gpu, smoke profile\(s\) freeze it"):
+        build.static_checks(project.load(root))
+    (root / "index.qmd").write_text("---\nexecute:\n  freeze: false\n---\n\n" + home)
+    build.static_checks(project.load(root))
+
+
+def test_kernels_get_quartos_environment_files_by_quartos_priority(tmp_path):
+    (tmp_path / "_environment").write_text("A=base\nB=base\nC=base\n# comment\n")
+    (tmp_path / "_environment-smoke").write_text("B=smoke\nC='smoke'\n")
+    (tmp_path / "_environment-fr").write_text("C=fr\n")
+    assert quarto_environment(tmp_path, ["fr", "smoke"]) == {"C": "fr", "B": "smoke", "A": "base"}
+
+
+def test_quarto_commands_and_environment():
+    assert quarto.commands("cpu") == [["quarto", "render", "--profile", "fr"], ["quarto", "render", "--profile", "en"]]
+    assert quarto.commands("smoke", ["en"]) == [
+        ["quarto", "render", "--profile", "en,smoke", "--output-dir", "build/smoke/quarto/en"]]
+    env = quarto.environment({"PATH": "/bin", "TEXT2IMAGE_PROFILE": "smoke", "TEXT2IMAGE_LANG": "en"}, "/venv/python")
+    assert env == {"PATH": "/bin", "QUARTO_PYTHON": "/venv/python"}
+
+
+def test_the_real_book_follows_quartos_book_layout():
+    proj = project.load(REPO)
+    for lang, text in (("fr", "Préface"), ("en", "Preface")):
+        home = proj.editions[lang].chapters[0]
+        assert home.home and home.path == REPO / "index.qmd" and home.text == text
+    docs = build.static_checks(proj)
+    for lang in ("fr", "en"):
+        config = proj.render_config(lang, "cpu")
+        outline = crossref.outline(lang, docs[lang], config, [c.text for c in proj.editions[lang].chapters])
+        numbers = [c.number for c in outline.chapters]
+        assert numbers == [None] + list(range(1, len(numbers)))
+        assert config["project"]["output-dir"] == f"_book/{lang}"
+        assert freeze.mode(config) == "auto" and freeze.mode(config, docs[lang][0].front_matter) is False
+        for profile in ("smoke", "gpu"):
+            assert freeze.mode(proj.render_config(lang, profile)) is False
+        env = quarto_environment(REPO, proj.active_profiles(lang, "smoke"))
+        assert env["TEXT2IMAGE_PROFILE"] == "smoke" and env["TEXT2IMAGE_LANG"] == lang
+        assert env["TQDM_DISABLE"] == "1" and env["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert crossref.words(proj.render_config("fr", "cpu"), "fr")["tbl"] == "Tableau"
+    assert checks.quarto_gitignore_entries(REPO) == []
+    assert not list((REPO / "book").glob("*/index.qmd"))

@@ -66,3 +66,19 @@ def test_french_tick_labels_use_a_decimal_comma(monkeypatch):
     assert any("," in text for text in labels), labels
     assert not any("." in text for text in labels), labels
     plots.plt.close(fig)
+
+
+def test_prose_values_are_markdown_so_quarto_shows_them_as_written():
+    """Quarto writes an inline str from its repr (U+202F becomes \\u202f); a text/markdown form wins over it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from text2image.book import inline
+
+    formatter = DisplayFormatter()
+    for value in (lang.integer(3072, "fr"), lang.percent(0.031, 0, "fr"), lang.number(1234.5, 1, "fr")):
+        data, _ = formatter.format(value)
+        assert data["text/markdown"] == str(value) and "\\u202f" in data["text/plain"]
+        assert inline.markdown({"data": data}) == str(value)
+    plain, _ = formatter.format(str(lang.integer(3072, "fr")))
+    assert inline.markdown({"data": plain}) == "3\\\\\\\\u202f072"  # what the page would show for a plain str
+    assert isinstance(lang.tr("oui", "yes"), lang.Text) and lang.tr("oui", "yes") + "!" in ("oui!", "yes!")

@@ -2,6 +2,12 @@
 
 Chapters have the same code cells in French and English, so anything a reader
 sees (figure labels, numbers quoted in prose) picks its language at run time.
+
+Numbers and words for prose are ``Text``: a ``str`` that Jupyter also shows as
+Markdown. Quarto writes an inline `` `{python} x` `` from its ``text/markdown``
+form when there is one, else from ``repr`` with the quotes stripped
+(``jupyter-inline.ts``), and ``repr`` turns the narrow no-break space of
+``3 072`` into the six characters ``\u202f``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,15 @@ from pathlib import Path
 LANGS = ("fr", "en")
 ENV_VAR = "TEXT2IMAGE_LANG"
 NNBSP = "\u202f"  # narrow no-break space: French thousands separator and before %, :, ;
+
+
+class Text(str):
+    """A ``str`` whose Markdown is itself: inline in a chapter, Quarto shows it as written, not as its repr."""
+
+    __slots__ = ()
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def current() -> str:
@@ -26,8 +41,8 @@ def current() -> str:
 
 
 def tr(fr: str, en: str) -> str:
-    """The French or the English text, for the active edition."""
-    return fr if current() == "fr" else en
+    """The French or the English text, for the active edition (as ``Text``: prose, inline in a chapter)."""
+    return Text(fr if current() == "fr" else en)
 
 
 def number(value: float, digits: int = 2, lang: str | None = None) -> str:
@@ -35,7 +50,7 @@ def number(value: float, digits: int = 2, lang: str | None = None) -> str:
     text = f"{value:,.{digits}f}"
     if (lang or current()) == "fr":
         text = text.replace(",", NNBSP).replace(".", ",")
-    return text
+    return Text(text)
 
 
 def integer(value: int, lang: str | None = None) -> str:
@@ -46,7 +61,7 @@ def percent(fraction: float, digits: int = 1, lang: str | None = None) -> str:
     """``0.953`` as ``95,3 %`` (narrow no-break space) in French and ``95.3%`` in English."""
     lang = lang or current()
     body = number(100 * fraction, digits, lang)
-    return f"{body}{NNBSP}%" if lang == "fr" else f"{body}%"
+    return Text(f"{body}{NNBSP}%" if lang == "fr" else f"{body}%")
 
 
 def status(value: float, target: float) -> str:

@@ -215,8 +215,10 @@ class Trainer:
             (self.run_dir / LOG_CSV).unlink()
         self._truncate_log()
         self.model.train()
-        bar = tqdm(total=c.steps, initial=self.step, desc=self.description, disable=not progress,
-                   dynamic_ncols=True, mininterval=1.0)
+        # progress=True leaves ``disable`` to tqdm's default, so TQDM_DISABLE=1 (the book's _environment,
+        # read in chapter kernels only) turns the bar off there and ``python -m text2image train`` keeps it.
+        bar = tqdm(total=c.steps, initial=self.step, desc=self.description, dynamic_ncols=True, mininterval=1.0,
+                   **({} if progress else {"disable": True}))
         try:
             while self.step < c.steps:
                 started = time.perf_counter()

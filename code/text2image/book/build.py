@@ -1,11 +1,15 @@
 """``python -m text2image book``: check, execute and render the book, in that order.
 
-1. Read the chapter lists (``_quarto-fr.yml``, ``_quarto-en.yml``) and parse
-   every chapter of both editions; check labels, references and fr/en parity.
-   All of this happens before any kernel starts, so bad input fails in seconds.
-2. Execute each requested chapter in its own kernel, unless its freeze key is
-   unchanged; check its figures; keep the executed notebook; write figures.
-3. Render: ``quarto render`` when Quarto is installed, else a static HTML preview.
+1. Read the chapter lists (``_quarto-fr.yml``, ``_quarto-en.yml``; a root
+   home page or Quarto's error) and parse every chapter of both editions as
+   that edition's render sees it; check labels, references, fr/en parity,
+   ``.gitignore`` and the freeze of the shared home page. All of this happens
+   before any kernel starts, so bad input fails in seconds.
+2. Execute each requested chapter in its own kernel, unless the render's
+   ``freeze`` allows reusing its stored result; check its figures; keep the
+   executed notebook; write figures.
+3. Render: ``quarto render`` when Quarto is installed (``quarto``), else a
+   static HTML preview.
 
 The project root is a parameter (default: ``paths.repo_root()``), so the tests
 run the same code on tiny throwaway books.
@@ -13,8 +17,8 @@ run the same code on tiny throwaway books.
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from text2image import paths, profiles
-from text2image.book import checks, figures, freeze, preview, project, qmd
+from text2image.book import checks, figures, freeze, preview, project, qmd, quarto
 from text2image.book.errors import BookError, where
 from text2image.book.execute import CELL_TIMEOUT, execute, kernel_env
 
@@ -66,9 +70,14 @@ def _select(names: list[str], wanted: Iterable[str] | None) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-def static_checks(proj: project.Project) -> dict[str, list[qmd.Document]]:
-    """Parse every chapter of both editions and run the checks that need no kernel."""
-    docs = {lang: [qmd.parse(c.path, proj.root) for c in proj.editions[lang].chapters] for lang in project.LANGS}
+def static_checks(proj: project.Project, profile: str = profiles.DEFAULT) -> dict[str, list[qmd.Document]]:
+    """Parse every chapter of both editions (with the edition's profiles active) and run the checks needing no kernel."""
+    docs = {lang: [qmd.parse(c.path, proj.root, profiles=proj.active_profiles(lang, profile))
+                   for c in proj.editions[lang].chapters] for lang in project.LANGS}
+    checks.check_gitignore(proj.root)
+    for lang in project.LANGS:
+        checks.check_shared_freeze(docs[lang][0], {p: freeze.mode(proj.render_config(lang, p), docs[lang][0].front_matter)
+                                                    for p in profiles.PROFILES}, proj.root)
     for lang in project.LANGS:
         checks.check_labels(lang, docs[lang], proj.root)
     for lang in project.LANGS:
@@ -89,7 +98,7 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
     profile = profiles.check(profile)
     langs = [lang for lang in project.LANGS if lang in set(langs or project.LANGS)]
     proj = project.load(root)
-    docs = static_checks(proj)
+    docs = static_checks(proj, profile)
     selected = _select(proj.names, chapters)
     inputs = freeze.inputs_digest(root)
     report = Report(profile)
@@ -99,13 +108,17 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
 
     def run_edition(lang: str) -> list[ChapterRun]:
         """The selected chapters of one edition, in order; stops early once the other edition failed."""
-        edition, env, runs = proj.editions[lang], kernel_env(root, profile, lang), []
+        edition, runs = proj.editions[lang], []
+        env = kernel_env(root, profile, lang, proj.active_profiles(lang, profile))
+        config = proj.render_config(lang, profile)
         for chapter, doc in zip(edition.chapters, docs[lang]):
             if chapter.name not in selected or failed.is_set():
                 continue
             key = keys[(lang, chapter.name)]
             t0 = time.perf_counter()
-            nb = None if force else freeze.load(root, profile, lang, chapter.name, key)
+            reuse = freeze.mode(config, doc.front_matter)
+            nb = None if force or reuse is False else \
+                freeze.load(root, profile, lang, chapter.name, key if reuse == "auto" else None)
             status = "frozen"
             try:
                 if nb is None:
@@ -140,14 +153,10 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
 
 
 def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, out: TextIO) -> None:
-    quarto = shutil.which("quarto")
-    if quarto:
-        for lang in langs:
-            names = lang if profile == profiles.DEFAULT else f"{lang},{profile}"
-            _say(out, f"quarto render --profile {names}")
-            result = subprocess.run([quarto, "render", "--profile", names], cwd=proj.root)
-            if result.returncode != 0:
-                raise BookError(f"quarto render --profile {names} failed (exit {result.returncode})")
+    if shutil.which("quarto"):
+        status = quarto.render(proj.root, profile, langs, out)
+        if status != 0:
+            raise BookError(f"quarto render failed (exit {status}) for the {profile} profile")
         return
     target = preview_dir(proj.root, profile)
     _say(out, f"quarto not found: writing a static HTML preview instead, in {where(target, root=proj.root)}/ "
@@ -159,10 +168,13 @@ def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, o
             nb = freeze.load(proj.root, profile, lang, chapter.name, keys[(lang, chapter.name)])
             executed.append(nb is not None)
             notebooks.append(nb if nb is not None else qmd.to_notebook(doc))
-        cache_key = "|".join([profile, lang, freeze.inputs_digest(proj.root)]
+        config = proj.render_config(lang, profile)
+        cache_key = "|".join([profile, lang, freeze.inputs_digest(proj.root), json.dumps(config, sort_keys=True,
+                                                                                       default=str)]
                              + [f"{n}:{keys[(lang, n)]}:{ran}" for n, ran in zip(proj.names, executed)])
-        wrote = preview.write_edition(lang, docs[lang], notebooks, executed, proj.editions[lang].config,
-                                      target / lang, cache_key)
+        wrote = preview.write_edition(lang, docs[lang], notebooks, executed, config,
+                                      target / lang, cache_key, [c.text for c in proj.editions[lang].chapters],
+                                      proj.root)
         _say(out, f"{lang}  preview{'':<19} {'written' if wrote else 'unchanged':<9} {time.perf_counter() - t0:7.1f} s")
     preview.write_root_index(target, proj.names[0])
 

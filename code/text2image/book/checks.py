@@ -161,3 +161,58 @@ def figures(doc: Document, nb, root: Path) -> dict[str, bytes]:
             )
         out[cell.label] = found[0]
     return out
+
+
+QUARTO_SCRATCH = "/.quarto/"  # project-gitignore.ts kQuartoIgnore: `/${kQuartoScratch}/`
+
+
+def quarto_gitignore_entries(root: Path) -> list[str]:
+    """The lines Quarto's ``ensureGitignore`` appends to ``.gitignore`` at every render, when missing.
+
+    ``src/project/project-gitignore.ts``: each line is compared trimmed and
+    exactly (``.quarto/`` does not count for ``/.quarto/``); ``/env/`` joins
+    when ``env/`` holds a virtual environment, ``/_*.local`` when a root file
+    matches ``_*.local``. A missing ``.gitignore`` is created in a git checkout.
+    """
+    path = root / ".gitignore"
+    present = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()} if path.is_file() else set()
+    needed = [QUARTO_SCRATCH]
+    if (root / "env" / "pyvenv.cfg").exists() or (root / "env" / "conda-meta").exists():
+        needed.insert(0, "/env/")
+    if any(re.match(r"^_.*?\.local$", p.name) for p in root.iterdir()):
+        needed.append("/_*.local")
+    return [entry for entry in needed if entry not in present]
+
+
+def check_gitignore(root: Path) -> None:
+    """A render must change nothing in git: Quarto would append these lines to ``.gitignore``."""
+    path = root / ".gitignore"
+    in_git = any((folder / ".git").exists() for folder in (root, *root.parents))
+    if not path.is_file() and not in_git:
+        return  # Quarto only creates a .gitignore inside a git checkout
+    missing = quarto_gitignore_entries(root)
+    if missing:
+        raise BookError(
+            f"{where(path, root=root)}: lacks the exact line(s) {', '.join(repr(m) for m in missing)}; "
+            "quarto render appends them when missing (project-gitignore.ts), so every render would change "
+            "a tracked file: add them"
+        )
+
+
+def check_shared_freeze(home: Document, modes: dict[str, object], root: Path) -> None:
+    """The home page is one file for both editions; Quarto keys a frozen result by file, not by edition.
+
+    With ``freeze`` on, the second edition rendered would show the first
+    one's outputs (its language, its numbers): a shared page that runs code
+    must say ``execute: freeze: false`` in its front matter.
+    """
+    runs_code = any(c.kind == "code" and c.option("eval") is not False for c in home.cells) or \
+        any(c.inline for c in home.cells)
+    frozen = sorted(profile for profile, value in modes.items() if value is not False)
+    if runs_code and frozen:
+        raise BookError(
+            f"{where(home.path, 1, root)}: this page is shared by both editions and runs code, but the "
+            f"{', '.join(frozen)} profile(s) freeze it: Quarto keys a frozen result by file "
+            "(_freeze/index/), so the second edition would show the first one's outputs; "
+            "set `execute: freeze: false` in its front matter"
+        )

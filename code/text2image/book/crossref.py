@@ -1,10 +1,21 @@
-"""Numbers of an edition: chapters, sections, figures and tables, as a Quarto book numbers them.
+"""Numbers and words of an edition: chapters, sections, figures and tables, as a Quarto book writes them.
 
-Chapters are numbered in list order, skipping those whose title is
-``{.unnumbered}``; sections are ``<chapter>.<n>``; figures and tables are
-numbered per chapter (``Figure 2.1``), or plainly (``Figure 1``) in an
-unnumbered chapter. The preview uses these numbers for headings, captions and
-the text of every ``@fig-``/``@tbl-``/``@sec-`` link.
+Chapters are numbered in list order, the home page included, skipping those
+whose raw title is ``{.unnumbered}`` (``book-config.ts`` ``bookRenderItems``
+with ``book-shared.ts`` ``isNumberedChapter``: a home page without
+``.unnumbered`` becomes chapter 1 and shifts every other one); sections are
+``<chapter>.<n>``; figures and tables are numbered per chapter (``Figure 2.1``),
+or plainly (``Figure 1``) in an unnumbered chapter.
+
+The words are Quarto's: ``crossref-<kind>-title`` / ``-prefix`` from its
+language file for ``lang`` (``src/resources/language/_language.yml`` and
+``_language-fr.yml``, copied below), overridden by the ``language:`` key of
+the edition's configuration; a reference is prefix, no-break space, number
+(``filters/crossref/refs.lua``), a reference to a chapter uses the ``ch``
+prefix; a caption is title, no-break space, number, then ``crossref:
+title-delim`` (default ``:``) and a space (``filters/crossref/format.lua``
+``titlePrefix``). Quarto's French file says "Table": the book sets
+"Tableau" in ``_quarto-fr.yml``, and the preview shows whichever Quarto would.
 """
 
 from __future__ import annotations
@@ -13,16 +24,45 @@ from dataclasses import dataclass, field
 
 from text2image.book.qmd import Document
 
-WORDS = {
-    "fr": {"fig": "Figure", "tbl": "Tableau", "sec": "Section", "chapter": "Chapitre"},
-    "en": {"fig": "Figure", "tbl": "Table", "sec": "Section", "chapter": "Chapter"},
+from text2image.book.qmd import partition_title
+
+# Quarto's built-in language files (the keys the preview uses), by the edition's ``lang``.
+QUARTO_LANGUAGE = {
+    "fr": {"crossref-fig-title": "Figure", "crossref-tbl-title": "Table", "crossref-sec-prefix": "Section",
+           "crossref-ch-prefix": "Chapitre"},
+    "en": {"crossref-fig-title": "Figure", "crossref-tbl-title": "Table", "crossref-sec-prefix": "Section",
+           "crossref-ch-prefix": "Chapter"},
 }
 NBSP = "\u00a0"
 
 
-def caption_separator(lang: str) -> str:
-    """``Figure 2.1 : texte`` in French typography, ``Figure 2.1: text`` in English."""
-    return f"{NBSP}: " if lang == "fr" else ": "
+def language(config: dict | None, lang: str) -> dict[str, str]:
+    """Quarto's words for ``lang``, overridden by the configuration's ``language:`` key (flat or per language)."""
+    words = dict(QUARTO_LANGUAGE[lang])
+    given = (config or {}).get("language")
+    if isinstance(given, dict):
+        words.update({k: str(v) for k, v in given.items() if isinstance(v, (str, int, float))})
+        if isinstance(given.get(lang), dict):
+            words.update({k: str(v) for k, v in given[lang].items()})
+    return words
+
+
+def words(config: dict | None, lang: str) -> dict[str, str]:
+    """Reference words per kind: ``fig``/``tbl`` (prefix, else title), ``sec`` and ``chapter``."""
+    table = language(config, lang)
+    out = {}
+    for kind in ("fig", "tbl"):
+        out[kind] = table.get(f"crossref-{kind}-prefix") or table[f"crossref-{kind}-title"]
+    out["sec"] = table["crossref-sec-prefix"]
+    out["chapter"] = table["crossref-ch-prefix"]
+    out["fig-title"], out["tbl-title"] = table["crossref-fig-title"], table["crossref-tbl-title"]
+    return out
+
+
+def caption_separator(config: dict | None) -> str:
+    """What follows the number in a caption: ``crossref: title-delim`` (Quarto's default ``:``) and a space."""
+    delim = ((config or {}).get("crossref") or {}).get("title-delim", ":")
+    return f"{delim} "
 
 
 @dataclass
@@ -36,7 +76,7 @@ class Target:
 @dataclass
 class ChapterOutline:
     name: str
-    title: str
+    title: str  # the text Quarto's sidebar shows (list text, else title, else the page's file name)
     number: int | None
     headings: dict[tuple[int, int], str | None] = field(default_factory=dict)  # (cell, line offset) -> number
 
@@ -46,28 +86,45 @@ class Outline:
     lang: str
     chapters: list[ChapterOutline]
     targets: dict[str, Target]
+    words: dict[str, str] = field(default_factory=dict)
+    separator: str = ": "
 
     def text(self, label: str, bare: bool = False) -> str:
         """The link text for ``@label`` (``bare`` for ``[-@label]``: the number alone)."""
         target = self.targets[label]
         if bare and target.number:
             return target.number
-        word = WORDS[self.lang][target.kind]
+        word = self.words[target.kind]
+        return f"{word}{NBSP}{target.number}" if target.number else word
+
+    def caption(self, label: str) -> str:
+        """``Tableau 2.1`` as a caption starts: the kind's title and the number."""
+        target = self.targets[label]
+        word = self.words[f"{target.kind}-title"]
         return f"{word}{NBSP}{target.number}" if target.number else word
 
 
-def outline(lang: str, docs: list[Document]) -> Outline:
+def nav_text(doc: Document, entry_text: str | None = None) -> str:
+    """The sidebar text: the list's ``text``, else the raw title, else the output file's name (``resolveItem``)."""
+    if entry_text:
+        return entry_text
+    title, _ = partition_title(doc.raw) if doc.raw else (doc.title, [])
+    return title or f"{doc.path.stem}.html"
+
+
+def outline(lang: str, docs: list[Document], config: dict | None = None,
+            texts: list[str | None] | None = None) -> Outline:
     chapters: list[ChapterOutline] = []
     targets: dict[str, Target] = {}
     number = 0
-    for doc in docs:
+    for position, doc in enumerate(docs):
         name = doc.path.stem
-        headings = doc.headings()
-        h1 = next((h for h in headings if h.level == 1), None)
-        numbered = (h1.numbered if h1 else True) and doc.front_matter.get("number-sections", True) is not False
+        _, classes = partition_title(doc.raw) if doc.raw else (None, [])
+        numbered = "unnumbered" not in classes
         if numbered:
             number += 1
-        info = ChapterOutline(name, doc.title, number if numbered else None)
+        text = nav_text(doc, (texts or [None] * len(docs))[position])
+        info = ChapterOutline(name, text, number if numbered else None)
         chapters.append(info)
         counters = [0] * 6
         heading_numbers: dict[str, str | None] = {}
@@ -102,4 +159,4 @@ def outline(lang: str, docs: list[Document]) -> Outline:
                 targets[label.name] = Target(label.name, label.kind, name, value)
             elif label.kind == "sec" and label.name not in targets:
                 targets[label.name] = Target(label.name, "sec", name, heading_numbers.get(label.name))
-    return Outline(lang, chapters, targets)
+    return Outline(lang, chapters, targets, words(config, lang), caption_separator(config))

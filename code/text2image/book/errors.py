@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class BookError(Exception):
@@ -18,3 +21,8 @@ def where(path: Path | str, line: int | None = None, root: Path | None = None) -
         except ValueError:
             pass
     return f"{path}:{line}" if line else str(path)
+
+
+def strip_ansi(text: str) -> str:
+    """Tracebacks and streams without terminal colours (Quarto strips them too: ``colors.stripColor``)."""
+    return ANSI.sub("", text)

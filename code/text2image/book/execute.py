@@ -3,8 +3,14 @@
 Quarto starts a ``python3`` kernel in the chapter's folder, runs the code cells
 in order (``#|`` lines stripped so that cell magics work) and, for each
 Markdown cell, evaluates its inline expressions `` `{python} expr` `` right
-after the code cells before it, with the kernel's ``user_expressions``. We do
-the same with nbclient, so the notebook we keep is the one Quarto would keep.
+after the code cells before it (``inline``). We do the same with nbclient, so
+the notebook we keep is the one Quarto would keep.
+
+The kernel's environment is the one Quarto gives it: the project's
+``_environment`` files (``src/quarto-core/dotenv.ts``: ``_environment.local``
+first, then ``_environment-<profile>`` with the first active profile first,
+then ``_environment``; a variable is set only where it is not set already),
+which is how the book turns progress bars off in chapters and only there.
 
 The kernel is the interpreter running this code: jupyter_client rewrites a
 kernelspec's ``python`` to ``sys.executable``, so a venv runs its own kernel.
@@ -12,9 +18,7 @@ kernelspec's ``python`` to ``sys.executable``, so a venv runs its own kernel.
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -25,10 +29,9 @@ from typing import Callable
 
 import nbformat
 
-from text2image.book.errors import BookError, where
+from text2image.book import inline
+from text2image.book.errors import BookError, strip_ansi, where
 from text2image.book.qmd import Document
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 # Seconds one cell may run: the cpu profile may train a missing checkpoint on a laptop.
 CELL_TIMEOUT = {"smoke": 300, "cpu": 3600, "gpu": 7200}
@@ -49,26 +52,45 @@ __text2image_setup({width!r}, {height!r}, {dpi!r}, {fmt!r})
 del __text2image_setup
 """
 
-# An inline expression's text is str() of its value, or its Markdown for objects that have one
-# (IPython's Markdown, our markdown tables); the lambda keeps the kernel's namespace clean.
-INLINE_WRAPPER = (
-    "(lambda __v: (lambda __r: str(__v) if __r is None else str(__r[0] if isinstance(__r, tuple) else __r))"
-    "(getattr(__v, '_repr_markdown_', lambda: None)()))(({expr}\n))"
-)
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (quotes stripped, ``#`` comments and blank lines skipped), as dotenv reads them."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[key] = value
+    return values
 
 
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
+def quarto_environment(root: Path, profiles: list[str]) -> dict[str, str]:
+    """The variables Quarto's ``_environment`` files give a render with ``profiles`` active, by priority."""
+    files = [root / "_environment.local", *(root / f"_environment-{p}" for p in profiles), root / "_environment"]
+    values: dict[str, str] = {}
+    for path in files:
+        if path.is_file():
+            for key, value in read_dotenv(path).items():
+                values.setdefault(key, value)
+    return values
 
 
-def kernel_env(root: Path, profile: str, lang: str) -> dict[str, str]:
-    """The kernel's environment: the edition's profile and language, and no source of randomness.
+def kernel_env(root: Path, profile: str, lang: str, profiles: list[str] | None = None) -> dict[str, str]:
+    """The kernel's environment: Quarto's ``_environment`` files, the edition's profile and language, no randomness.
 
     ``PYTHONHASHSEED`` fixes set/dict orders, ``MPLCONFIGDIR`` keeps a user's
     matplotlibrc out of the book, ``SOURCE_DATE_EPOCH`` fixes dates matplotlib
     writes into PDF/SVG. PNGs from the inline backend carry no date.
     """
     env = dict(os.environ)
+    for key, value in quarto_environment(root, profiles or [lang, profile]).items():
+        env.setdefault(key, value)
     env.update(
         TEXT2IMAGE_PROFILE=profile,
         TEXT2IMAGE_LANG=lang,
@@ -104,30 +126,6 @@ def _error_text(node, exc: Exception | None = None) -> str:
     return strip_ansi(str(exc)) if exc else "unknown error"
 
 
-def _evaluate_inline(client, doc: Document, index: int, node, root: Path) -> None:
-    """Evaluate a Markdown cell's inline expressions now, in the kernel, and keep their text."""
-    cell = doc.cells[index]
-    if not cell.inline:
-        return
-    expressions = {str(k): INLINE_WRAPPER.format(expr=item.expr) for k, item in enumerate(cell.inline)}
-    msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions=expressions)
-    reply = client.wait_for_reply(msg_id)
-    if reply is None:
-        raise BookError(f"{where(doc.path, cell.line, root)}: the kernel did not answer the inline expressions")
-    results = reply["content"].get("user_expressions", {})
-    values = []
-    for key, item in enumerate(cell.inline):
-        result = results.get(str(key), {})
-        if result.get("status") != "ok":
-            trace = strip_ansi("\n".join(result.get("traceback", [])))
-            raise BookError(
-                f"{where(doc.path, item.line, root)}: inline expression `{{python}} {item.expr}` failed: "
-                f"{result.get('ename')}: {result.get('evalue')}" + (f"\n{trace}" if trace else "")
-            )
-        values.append({"expression": item.expr, "text": ast.literal_eval(result["data"]["text/plain"])})
-    node.metadata["text2image"]["inline"] = values
-
-
 def execute(doc: Document, nb: nbformat.NotebookNode, *, cwd: Path, env: dict[str, str], timeout: int,
             root: Path, fig_options: dict | None = None,
             progress: Callable[[str], None] | None = None) -> nbformat.NotebookNode:
@@ -138,6 +136,8 @@ def execute(doc: Document, nb: nbformat.NotebookNode, *, cwd: Path, env: dict[st
     """
     from nbclient import NotebookClient
 
+    if not any(c.kind == "code" or c.inline for c in doc.cells):
+        return nb  # nothing to run: Quarto too renders such a page without a kernel (its markdown engine)
     fig = {"fig-width": 7, "fig-height": 5, "fig-dpi": 96, "fig-format": "png", **(fig_options or {})}
     client = NotebookClient(
         nb, timeout=timeout, startup_timeout=120, kernel_name="python3", allow_errors=False,
@@ -168,7 +168,7 @@ def _run_cells(client, doc: Document, nb, root: Path, timeout: int, fig: dict, p
     count = 0
     for index, (cell, node) in enumerate(zip(doc.cells, nb.cells)):
         if cell.kind == "markdown":
-            _evaluate_inline(client, doc, index, node, root)
+            inline.evaluate(client, doc, index, node, root)
             continue
         if cell.kind != "code" or cell.option("eval") is False:
             continue

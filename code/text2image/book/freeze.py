@@ -1,11 +1,23 @@
-"""Skip chapters whose inputs did not change, like Quarto's ``freeze: auto`` (but stricter).
+"""Skip chapters whose inputs did not change, when and as the Quarto configuration says.
 
-Quarto re-executes a chapter only when its source changed. Our chapters call
-the package, so a chapter's output also depends on the package code and the
-pinned environment: the key hashes the ``.qmd`` text, the profile, the
-language, every ``.py`` file of the package, ``requirements.lock``, the
-shipped checkpoints' manifests, and ``_quarto.yml`` (figure size and dpi). The
-executed notebook and its key live in ``build/<profile>/<lang>/``.
+Whether a chapter may be skipped is Quarto's ``execute: freeze`` of the render
+(``project.Project.render_config``: ``_quarto.yml`` and the active profiles,
+then the chapter's front matter), read as Quarto reads it
+(``src/command/render/render-files.ts``, ``freeze.ts``): absent or ``false``,
+always execute and never reuse a stored result; ``auto``, reuse it while the
+source is unchanged; ``true``, reuse whatever is stored. The book sets
+``auto`` for cpu and ``false`` for smoke and gpu, so a smoke or gpu render
+never reads (nor, here, overwrites) what cpu stored.
+
+Two differences are on purpose and only ever make the runner execute more:
+Quarto's key is the md5 of the source file alone, ours also hashes the
+profile, the language, every ``.py`` file of the package,
+``requirements.lock``, the checkpoints' manifests, ``_quarto.yml`` and the
+``_environment`` files; and
+each profile keeps its own store, ``build/<profile>/<lang>/`` (Quarto has one
+``_freeze/`` for every profile, hence the ``false`` above). Where Quarto's
+file-only key would show one edition's outputs in the other (the home page is
+one file for both), ``checks.check_shared_freeze`` fails the build instead.
 """
 
 from __future__ import annotations
@@ -47,6 +59,8 @@ def inputs_digest(root: Path) -> str:
     for name in ("requirements.lock", "_quarto.yml"):
         file = root / name
         parts += [name, file.read_bytes() if file.is_file() else b""]
+    for file in sorted(root.glob("_environment*")):  # the kernels' environment (progress bars, profile)
+        parts += [file.name, file.read_bytes()]
     checkpoints = root / "data" / "checkpoints"
     if checkpoints.is_dir():
         for path in sorted(checkpoints.rglob("*")):
@@ -55,6 +69,17 @@ def inputs_digest(root: Path) -> str:
                 small = path.suffix in (".json", ".yaml", ".yml", ".toml", ".md", ".txt")
                 parts += [path.relative_to(root).as_posix(), path.read_bytes() if small else path.stat().st_size]
     return _digest(parts)
+
+
+def mode(config: dict, front_matter: dict | None = None):
+    """The render's ``freeze``: ``False``, ``"auto"`` or ``True`` (the chapter's front matter wins)."""
+    value = ((config or {}).get("execute") or {}).get("freeze", False)
+    for source in (front_matter or {}, (front_matter or {}).get("execute") or {}):
+        if isinstance(source, dict) and "freeze" in source:
+            value = source["freeze"]
+    if isinstance(value, str):
+        value = {"auto": "auto", "true": True, "false": False}.get(value.strip().lower(), False)
+    return value if value in (True, "auto") else False
 
 
 def chapter_key(text: str, profile: str, lang: str, inputs: str) -> str:

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from text2image.book import crossref
+from text2image.book import crossref, inline
 from text2image.book.execute import strip_ansi
 from text2image.book.freeze import write_atomic
 from text2image.book.qmd import CODE_SPAN, REFERENCE, Document
@@ -44,6 +44,7 @@ MESSAGES = {
 MIME_ORDER = ("text/html", "text/markdown", "image/svg+xml", "image/png", "image/jpeg", "text/latex", "text/plain")
 IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)(?P<title>[^)]*)\)(?P<attrs>\{[^}]*\})?")
 TABLE_CAPTION = re.compile(r"^(?P<lead>(?:Table)?:[ \t]+)(?P<text>.*?)[ \t]*\{#(?P<label>tbl-[^\s}]+)[^}]*\}[ \t]*$")
+WARNING_PREFIX = re.compile(r"<ipython-input.*?>:\d+:\s+")
 BRACKET_BARE = re.compile(r"\[-@(?P<name>(?:fig|tbl|sec)-[\w-]*\w)\]")
 BRACKET_GROUP = re.compile(r"\[(?P<inner>[^\[\]]*@(?:fig|tbl|sec)-[^\[\]]*)\](?!\()")
 
@@ -102,8 +103,8 @@ class ChapterRenderer:
         return "".join(out)
 
     def _caption(self, kind: str, label: str, text: str) -> str:
-        number = self.outline.text(label)
-        sep = crossref.caption_separator(self.lang)
+        number = self.outline.caption(label)
+        sep = self.outline.separator
         return f"**{number}**{sep}{self._outside_code(text)}" if text else f"**{number}**"
 
     # ---- images ------------------------------------------------------------------------------
@@ -122,12 +123,14 @@ class ChapterRenderer:
 
     # ---- cells -------------------------------------------------------------------------------
     def markdown(self, index: int, cell, node) -> str:
-        values = (node.metadata.get("text2image") or {}).get("inline") if self.executed else None
+        results = inline.results(node) if self.executed else {}
         source = cell.source
         placeholders = {}
         for k, item in reversed(list(enumerate(cell.inline))):
             token = f"T2IINLINE{k}X"
-            placeholders[token] = values[k]["text"] if values else f"`{item.expr}`"
+            original = source[item.start: item.end]
+            text = inline.markdown(results[item.expr]) if item.expr in results else None
+            placeholders[token] = text or (original if self.executed else f"`{item.expr}`")
             source = source[: item.start] + token + source[item.end:]
         lines = source.split("\n")
         for heading in cell.headings:
@@ -143,8 +146,8 @@ class ChapterRenderer:
             caption = TABLE_CAPTION.match(line)
             if caption and caption.group("label") in self.outline.targets:
                 label = caption.group("label")
-                line = (f"{caption.group('lead')}[**{self.outline.text(label)}**]{{#{label}}}"
-                        f"{crossref.caption_separator(self.lang)}{caption.group('text')}")
+                line = (f"{caption.group('lead')}[**{self.outline.caption(label)}**]{{#{label}}}"
+                        f"{self.outline.separator}{caption.group('text')}")
             line = IMAGE.sub(self._markdown_image, line)
             lines[offset] = line
         text = "\n".join(lines)
@@ -188,39 +191,40 @@ class ChapterRenderer:
         return "::: {.cell}\n\n" + "\n\n".join(parts) + "\n\n:::"
 
     def outputs(self, cell, node) -> list[str]:
+        """The outputs as Quarto writes them (``src/core/jupyter/jupyter.ts`` ``mdFromCodeCell``).
+
+        Stderr is dropped only with ``warning: false``; every stream output is
+        its own ``cell-output-stdout``/``cell-output-stderr`` block (nbclient
+        does not merge them), ANSI colours stripped and the
+        ``<ipython-input-…>:N:`` prefix of a warning's first line removed.
+        """
         rendered: list[str] = []
         asis = cell.option("output") == "asis"
         show_warnings = cell.option("warning") is not False
         label = cell.label or ""
-        streams: list[tuple[str, str]] = []
         for output in node.get("outputs", []):
             kind = output.get("output_type")
             if kind == "stream":
-                if output.get("name") == "stderr" and not show_warnings:
+                name = output.get("name")
+                if name == "stderr" and not show_warnings:
                     continue
-                if streams and streams[-1][0] == output["name"]:
-                    streams[-1] = (output["name"], streams[-1][1] + _text(output["text"]))
-                else:
-                    streams.append((output["name"], _text(output["text"])))
-                continue
-            rendered.extend(self._streams(streams, asis))
-            streams = []
-            if kind == "error":
+                rendered.append(self._stream(name, _text(output["text"]), asis))
+            elif kind == "error":
                 trace = strip_ansi("\n".join(output.get("traceback", [])))
                 rendered.append(_raw(f'<pre class="cell-output error">{html.escape(trace)}</pre>'))
             elif kind in ("display_data", "execute_result"):
                 rendered.append(self._display(output.get("data", {}), label, asis, len(rendered)))
-        rendered.extend(self._streams(streams, asis))
         return [r for r in rendered if r]
 
-    def _streams(self, streams, asis: bool) -> list[str]:
-        out = []
-        for name, text in streams:
-            if asis and name == "stdout":
-                out.append(text)
-            else:
-                out.append(_raw(f'<pre class="cell-output {name}">{html.escape(text.rstrip())}</pre>'))
-        return out
+    @staticmethod
+    def _stream(name: str, text: str, asis: bool) -> str:
+        if asis and name == "stdout":
+            return text
+        if name == "stderr":
+            text = WARNING_PREFIX.sub("", text, count=1)
+        text = strip_ansi(text)
+        return _raw(f'<div class="cell-output cell-output-{name}">\n<pre><code>{html.escape(text.rstrip(chr(10)))}'
+                    f'</code></pre>\n</div>')
 
     def _display(self, data: dict, label: str, asis: bool, position: int) -> str:
         mime = next((m for m in MIME_ORDER if m in data), None)
@@ -279,7 +283,8 @@ def _plain(text: str) -> str:
     return re.sub(r"[*_`]", "", text).strip()
 
 
-def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body: str, other_label: str) -> str:
+def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body: str, other_label: str,
+          other_page: str | None = None) -> str:
     chapters = outline.chapters
     current = next(i for i, c in enumerate(chapters) if c.name == name)
     title = _plain(chapters[current].title)
@@ -298,6 +303,7 @@ def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body
         nxt = chapters[current + 1]
         pager.append(f'<a class="next" href="{nxt.name}.html">{words["next"]}{sep} {html.escape(_plain(nxt.title))} →</a>')
     other = OTHER[lang]
+    other_href = f"../{other}/{other_page or name + '.html'}"
     return f"""<!DOCTYPE html>
 <html lang="{lang}">
 <head>
@@ -310,7 +316,7 @@ def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body
 <body>
 <header class="topbar">
 <a class="book-title" href="{chapters[0].name}.html">{html.escape(book_title)}</a>
-<a class="other-lang" href="../{other}/{name}.html" hreflang="{other}" lang="{other}">{html.escape(other_label)}</a>
+<a class="other-lang" href="{other_href}" hreflang="{other}" lang="{other}">{html.escape(other_label)}</a>
 </header>
 <div class="layout">
 <nav class="sidebar" aria-label="{words['chapters']}">
@@ -330,26 +336,45 @@ def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body
 """
 
 
-def _other_label(config: dict, lang: str) -> str:
-    """The navbar text of the other-language link in ``_quarto-<lang>.yml``, else the language's name."""
+LANGUAGE_LINK_SCRIPT = "book/_language-link.html"  # the include that retargets the link on Quarto's pages
+
+
+def language_link(config: dict, lang: str, root: Path | None = None) -> tuple[str, str | None]:
+    """The navbar's link to the other edition: its text, and its target page (``None``: this same chapter).
+
+    Quarto writes one navbar for every page, so the ``href`` of
+    ``_quarto-<lang>.yml`` alone always leads to one page, the other
+    edition's home. The book's ``include-after-body`` script retargets the
+    item marked ``rel: alternate`` (an attribute Quarto writes, ``navitem.ejs``)
+    to the same page in the other edition; without both, the preview links
+    where Quarto's pages would.
+    """
+    other = OTHER[lang]
     navbar = ((config.get("book") or {}).get("navbar") or {})
     for item in navbar.get("right", []) if isinstance(navbar, dict) else []:
-        if isinstance(item, dict) and f"../{OTHER[lang]}/" in str(item.get("href", "")):
-            return str(item.get("text") or LANGUAGE_NAMES[OTHER[lang]])
-    return LANGUAGE_NAMES[OTHER[lang]]
+        href = str(item.get("href", "")) if isinstance(item, dict) else ""
+        if f"../{other}/" in href:
+            text = str(item.get("text") or LANGUAGE_NAMES[other])
+            includes = ((config.get("format") or {}).get("html") or {}).get("include-after-body") or []
+            includes = [includes] if isinstance(includes, str) else includes
+            scripted = LANGUAGE_LINK_SCRIPT in includes and (root is None or (root / LANGUAGE_LINK_SCRIPT).is_file())
+            same = "alternate" in str(item.get("rel", "")).split() and scripted
+            return text, None if same else href.split(f"../{other}/", 1)[1].rsplit("/", 1)[-1]
+    return LANGUAGE_NAMES[other], None
 
 
 def write_edition(lang: str, docs: list[Document], notebooks: list, executed: list[bool], config: dict,
-                  out_dir: Path, cache_key: str) -> bool:
+                  out_dir: Path, cache_key: str, texts: list[str | None] | None = None,
+                  root: Path | None = None) -> bool:
     """Write ``out_dir/<chapter>.html`` for every chapter; return False when the cached preview was current."""
     key_file = out_dir / ".preview-key"
     key = hashlib.sha256(json.dumps([FORMAT, cache_key, CSS.read_text()]).encode()).hexdigest()
     pages = [out_dir / f"{doc.path.stem}.html" for doc in docs]
     if key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in pages):
         return False
-    outline = crossref.outline(lang, docs)
+    outline = crossref.outline(lang, docs, config, texts)
     book_title = str((config.get("book") or {}).get("title") or "")
-    other_label = _other_label(config, lang)
+    other_label, other_page = language_link(config, lang, root)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -360,7 +385,8 @@ def write_edition(lang: str, docs: list[Document], notebooks: list, executed: li
         body = _pandoc(markdown, doc.path)
         for name, data in renderer.images.items():
             write_atomic(out_dir / name, data)
-        write_atomic(out_dir / f"{doc.path.stem}.html", _page(lang, book_title, outline, doc.path.stem, body, other_label).encode())
+        write_atomic(out_dir / f"{doc.path.stem}.html", _page(lang, book_title, outline, doc.path.stem, body, other_label,
+                                                                 other_page).encode())
     write_atomic(key_file, key.encode())
     return True
 

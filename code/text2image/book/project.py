@@ -1,13 +1,31 @@
-"""The book's chapter lists, read from ``_quarto-fr.yml`` and ``_quarto-en.yml``.
+"""The book's chapter lists and configuration, read the way ``quarto render --profile <lang>,<compute>`` reads them.
 
-Those two files are what ``quarto render --profile fr|en`` reads, so they are
-the single source of truth: the runner never globs for chapters. A chapter that
+``_quarto-fr.yml`` and ``_quarto-en.yml`` are what Quarto reads, so they are the
+single source of truth: the runner never globs for chapters. A chapter that
 exists in one language only (a list entry or a file without its twin) is an
 error, because the two editions must stay the same book.
+
+Quarto rules reproduced here (quarto-dev/quarto-cli):
+
+- the home page: ``src/project/types/book/book-config.ts`` ``bookRenderItems``
+  takes the first entry whose path, relative to the project root, starts with
+  ``index.`` (``book-shared.ts`` ``isBookIndexPage``), moves it to the front,
+  and fails with "Book contents must include a home page (e.g. index.md)"
+  when there is none: ``book/fr/index.qmd`` does not count;
+- an entry is a path or ``{href|file, text}``; ``text`` is the sidebar text
+  (``website-navigation.ts`` ``resolveItem``);
+- the configuration of a render: ``_quarto.yml``, then each active profile's
+  ``_quarto-<name>.yml`` merged in reverse order so that the first profile
+  named wins (``src/project/project-profile.ts`` ``mergeProfiles``), then
+  ``_quarto.yml.local``; mappings merge key by key and lists are concatenated
+  without duplicates (``src/core/config.ts`` ``mergeArrayCustomizer``); a
+  profile group with no member named gets its first member
+  (``--profile fr`` is ``fr,cpu``).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,26 +34,33 @@ import yaml
 from text2image.book.errors import BookError, where
 
 LANGS = ("fr", "en")
+HOME = "index"  # Quarto's home page: index.* at the project root
+HOME_MISSING = "Book contents must include a home page (e.g. index.md)"  # Quarto's message, verbatim
 
 
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter file of one edition."""
+    """One chapter file of one edition (the home page is one file shared by both)."""
 
     lang: str
     name: str  # file name without .qmd: the key that pairs fr and en
     path: Path  # absolute
-    entry: str  # as written in the chapter list, e.g. book/fr/index.qmd
+    entry: str  # as written in the chapter list, e.g. book/fr/clip.qmd
+    text: str | None = None  # the sidebar text given in the list, if any
 
     @property
     def folder(self) -> Path:
         """Where Quarto runs the chapter's kernel (the .qmd's own folder)."""
         return self.path.parent
 
+    @property
+    def home(self) -> bool:
+        return self.name == HOME and self.entry.startswith(f"{HOME}.")
+
 
 @dataclass
 class Edition:
-    """One language of the book: its config and its chapters in reading order."""
+    """One language of the book: its profile file and its chapters in reading order (home page first)."""
 
     lang: str
     config_path: Path
@@ -64,10 +89,67 @@ class Project:
         """Chapter names in reading order (identical in both editions, checked on load)."""
         return [c.name for c in self.editions[LANGS[0]].chapters]
 
+    def active_profiles(self, lang: str, profile: str) -> list[str]:
+        """The profiles of ``quarto render --profile <lang>,<profile>``, completed from ``profile.group``."""
+        active = [lang, profile]
+        for group in _groups(self.config):
+            if not any(name in active for name in group):
+                active.append(group[0])
+        return active
+
+    def render_config(self, lang: str, profile: str) -> dict:
+        """The merged configuration Quarto renders the ``lang`` edition with, under ``profile``."""
+        merged = {k: v for k, v in self.config.items() if k != "profile"}
+        for name in reversed(self.active_profiles(lang, profile)):
+            merged = merge(merged, profile_file(self.root, name))
+        local = self.root / "_quarto.yml.local"
+        if local.is_file():
+            merged = merge(merged, _read_yaml(local, self.root))
+        return merged
+
     def fig_options(self) -> dict:
         """The ``format.html`` figure options of ``_quarto.yml`` (fig-dpi, fig-width, ...)."""
         html = ((self.config.get("format") or {}).get("html") or {})
         return {k: v for k, v in html.items() if str(k).startswith("fig-")} if isinstance(html, dict) else {}
+
+
+def merge(base, over):
+    """Quarto's ``mergeConfigs``: mappings key by key, lists concatenated without duplicates, else ``over``."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = copy.deepcopy(base)
+        for key, value in over.items():
+            out[key] = merge(out[key], value) if key in out else copy.deepcopy(value)
+        return out
+    if isinstance(base, list) or isinstance(over, list):
+        if base is None:
+            return copy.deepcopy(over)
+        if over is None:
+            return copy.deepcopy(base)
+        combined, seen = [], []
+        for item in (base if isinstance(base, list) else [base]) + (over if isinstance(over, list) else [over]):
+            if item not in seen:
+                seen.append(item)
+                combined.append(copy.deepcopy(item))
+        return combined
+    return copy.deepcopy(over)
+
+
+def _groups(config: dict) -> list[list[str]]:
+    group = (config.get("profile") or {}).get("group") if isinstance(config.get("profile"), dict) else None
+    if isinstance(group, list) and group and all(isinstance(g, str) for g in group):
+        return [group]
+    if isinstance(group, list) and all(isinstance(g, list) for g in group):
+        return [list(map(str, g)) for g in group if g]
+    return []
+
+
+def profile_file(root: Path, name: str) -> dict:
+    """``_quarto-<name>.yml`` (or ``.yaml``), empty when the profile has no file."""
+    for ext in (".yml", ".yaml"):
+        path = root / f"_quarto-{name}{ext}"
+        if path.is_file():
+            return _read_yaml(path, root)
+    return {}
 
 
 def _read_yaml(path: Path, root: Path) -> dict:
@@ -94,19 +176,20 @@ def _line_of(path: Path, text: str) -> int | None:
     return None
 
 
-def _entries(items, config_path: Path, root: Path) -> list[str]:
-    """Flatten ``book.chapters`` (strings, and ``part:`` groups with their own ``chapters``)."""
-    out: list[str] = []
+def _entries(items, config_path: Path, root: Path) -> list[tuple[str, str | None]]:
+    """Flatten ``book.chapters`` into ``(path, text)``: strings, ``{href|file, text}``, ``part:`` groups."""
+    out: list[tuple[str, str | None]] = []
     for item in items or []:
         if isinstance(item, str):
-            out.append(item)
+            out.append((item, None))
         elif isinstance(item, dict) and ("chapters" in item or "part" in item):
             part = item.get("part")
             if isinstance(part, str) and part.endswith(".qmd"):
-                out.append(part)
+                out.append((part, None))
             out.extend(_entries(item.get("chapters"), config_path, root))
-        elif isinstance(item, dict) and "href" in item:
-            out.append(str(item["href"]))
+        elif isinstance(item, dict) and ("href" in item or "file" in item):
+            text = item.get("text")
+            out.append((str(item.get("href") or item.get("file")), None if text is None else str(text)))
         else:
             raise BookError(f"{where(config_path, root=root)}: cannot read chapter entry {item!r}")
     return out
@@ -119,9 +202,16 @@ def _edition(root: Path, lang: str) -> Edition:
     entries = _entries(book.get("chapters"), config_path, root) + _entries(book.get("appendices"), config_path, root)
     if not entries:
         raise BookError(f"{where(config_path, root=root)}: no book.chapters list")
+    home = next((i for i, (entry, _) in enumerate(entries) if entry.startswith(f"{HOME}.")), None)
+    if home is None:
+        raise BookError(
+            f"{where(config_path, root=root)}: {HOME_MISSING} (Quarto's error: the chapter list needs a file "
+            f"named index.* at the project root, as its home page; book/{lang}/index.qmd does not count)"
+        )
+    entries.insert(0, entries.pop(home))  # Quarto puts the home page first, wherever it is listed
     edition = Edition(lang, config_path, config)
     seen: set[str] = set()
-    for entry in entries:
+    for entry, text in entries:
         line = _line_of(config_path, entry)
         if not entry.endswith(".qmd"):
             raise BookError(f"{where(config_path, line, root)}: chapter {entry!r} is not a .qmd file")
@@ -132,7 +222,7 @@ def _edition(root: Path, lang: str) -> Edition:
         if name in seen:
             raise BookError(f"{where(config_path, line, root)}: chapter name {name!r} is listed twice")
         seen.add(name)
-        edition.chapters.append(Chapter(lang, name, path, entry))
+        edition.chapters.append(Chapter(lang, name, path, entry, text))
     return edition
 
 
@@ -146,7 +236,7 @@ def load(root: Path) -> Project:
     for this, other in ((fr, en), (en, fr)):
         for chapter in this.chapters:
             if chapter.name not in names[other.lang]:
-                twin = other.chapters[0].folder / chapter.path.name if other.chapters else chapter.path.name
+                twin = other.chapters[-1].folder / chapter.path.name
                 raise BookError(
                     f"{where(chapter.path, root=root)}: chapter {chapter.name!r} is in the {this.lang} edition only "
                     f"({where(this.config_path, _line_of(this.config_path, chapter.entry), root)} lists it, "
@@ -159,12 +249,13 @@ def load(root: Path) -> Project:
             f"{names['fr']} vs {names['en']}"
         )
     # A chapter file with no twin in the other language's folder (listed or not) is half a chapter.
-    folders = {lang: {c.folder for c in editions[lang].chapters} for lang in LANGS}
+    # The root holds the one home page of both editions; files starting with _ are partials (Quarto skips them).
+    folders = {lang: {c.folder for c in editions[lang].chapters if not c.home} for lang in LANGS}
     for lang, other in (("fr", "en"), ("en", "fr")):
         other_names = {p.stem for folder in folders[other] for p in folder.glob("*.qmd")}
         for folder in sorted(folders[lang]):
             for path in sorted(folder.glob("*.qmd")):
-                if path.stem not in other_names:
+                if path.stem not in other_names and not path.name.startswith("_"):
                     raise BookError(
                         f"{where(path, root=root)}: this chapter exists in the {lang} edition only "
                         f"(no {path.name} in the {other} folder); write its twin or remove it"

@@ -10,6 +10,14 @@ inline expressions `` `{python} expr` `` to evaluate in the kernel.
 ``to_notebook`` builds the nbformat v4 notebook Quarto would build: a raw cell
 for the front matter, Markdown cells, and code cells that keep their ``#|``
 lines (Quarto strips them only while executing).
+
+``profile_view`` reproduces Quarto's conditional content for profiles
+(``.content-visible``/``.content-hidden`` with ``when-profile``/``unless-profile``,
+``src/resources/filters/quarto-pre/content-hidden.lua``): the home page is one
+file for both editions, each seeing its own preface. Hidden lines are blanked,
+not removed, so every line number stays the file's. ``partition_title``
+reproduces how Quarto reads a chapter's title and numbering from the raw file
+(``src/core/pandoc/pandoc-partition.ts``, ``book-shared.ts`` ``isNumberedChapter``).
 """
 
 from __future__ import annotations
@@ -47,6 +55,13 @@ CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 LABEL_DEF = re.compile(r"\{#(?P<name>(?:fig|tbl|sec)-[^\s}]*)")
 REFERENCE = re.compile(r"(?<![\w@.\\/])@(?P<name>(?:fig|tbl|sec)-[\w-]*\w)")
+DIV_OPEN = re.compile(r"^ {0,3}(?P<colons>:{3,})\s*\{(?P<attrs>[^}]*)\}\s*$")
+DIV_CLOSE = re.compile(r"^ {0,3}:{3,}\s*$")
+CONDITION = re.compile(r"(?P<key>when|unless)-profile\s*=\s*[\"']?(?P<value>[^\"'\s}]+)")
+# pandoc-partition.ts: fences of up to 3 spaces' indent; a heading is any line starting with #s and a space.
+PARTITION_FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+PARTITION_FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
+PANDOC_TITLE = re.compile(r"^#{1,}\s(?:(.*)\s)?\{(.*)\}$")
 HEADING = re.compile(r"^(?P<hashes>#{1,6})[ \t]+(?P<text>.*?)[ \t]*(?:\{(?P<attrs>[^{}]*)\})?[ \t]*$")
 
 
@@ -71,7 +86,7 @@ class Heading:
 
     @property
     def numbered(self) -> bool:
-        return "unnumbered" not in self.classes and "-" not in self.classes
+        return "unnumbered" not in self.classes
 
 
 @dataclass
@@ -122,6 +137,7 @@ class Document:
     cells: list[Cell]
     labels: list[Label]
     references: list[Reference]
+    raw: str = ""  # the file as written (Quarto reads titles and numbering from it)
 
     @property
     def title(self) -> str:
@@ -138,6 +154,93 @@ class Document:
 
     def code_cells(self) -> list[Cell]:
         return [c for c in self.cells if c.kind == "code"]
+
+
+def _conditional(attrs: str, active: set[str]) -> bool | None:
+    """Whether a div with ``attrs`` shows for the ``active`` profiles (``None``: not a profile condition)."""
+    classes = set(re.findall(r"\.([\w-]+)", attrs))
+    kinds = classes & {"content-visible", "content-hidden"}
+    conditions = CONDITION.findall(attrs)
+    if not kinds or not conditions:
+        return None
+    met = all((value in active) == (key == "when") for key, value in conditions)
+    return met if "content-visible" in kinds else not met
+
+
+def profile_view(text: str, profiles) -> str:
+    """``text`` as Quarto shows it with ``profiles`` active: hidden conditional divs blanked, line for line."""
+    active = set(profiles)
+    lines = text.split("\n")
+    stack: list[bool | None] = []  # per open div: shown (True/False), or None for an ordinary div
+    fence: str | None = None
+    for index, line in enumerate(lines):
+        hidden = any(shown is False for shown in stack)
+        if fence is not None:
+            if re.fullmatch(r"[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*" % len(fence), line):
+                fence = None
+        elif (opened := FENCE_OPEN.match(line)) and not line.lstrip().startswith(":"):
+            fence = opened.group("fence")
+        elif (div := DIV_OPEN.match(line)):
+            shown = _conditional(div.group("attrs"), active)
+            stack.append(shown)
+            if shown is not None:  # the condition's own fence lines are not content
+                lines[index] = ""
+                continue
+        elif DIV_CLOSE.match(line) and stack:
+            shown = stack.pop()
+            if shown is not None:
+                lines[index] = ""
+                continue
+        if hidden:
+            lines[index] = ""
+    return "\n".join(lines)
+
+
+def partition_title(text: str) -> tuple[str | None, list[str]]:
+    """The title Quarto reads from a chapter's raw text, and its classes: YAML ``title``, else the first heading.
+
+    ``isNumberedChapter`` numbers a book chapter unless these classes hold
+    ``unnumbered`` (``{-}`` counts, ``pandoc-attr.ts``). Includes and
+    conditional content are not expanded: the Jupyter engine partitions the
+    file as written, so the first heading of the raw file decides.
+    """
+    lines = text.split("\n")
+    if lines and lines[0].strip() == "---":
+        close = next((j for j in range(1, len(lines)) if lines[j].strip() in ("---", "...")), None)
+        if close is not None:
+            try:
+                front = yaml.safe_load("\n".join(lines[1:close])) or {}
+            except yaml.YAMLError:
+                front = {}
+            if isinstance(front, dict) and isinstance(front.get("title"), str):
+                return _pandoc_title(front["title"])
+            lines = lines[close + 1:]
+    fence = None
+    previous: list[str] = []
+    for line in lines:
+        if fence:
+            close = PARTITION_FENCE_CLOSE.match(line)
+            if close and close.group(1)[0] == fence[0] and len(close.group(1)) >= len(fence):
+                fence = None
+            continue
+        opened = PARTITION_FENCE_OPEN.match(line)
+        if opened:
+            fence = opened.group(1)
+            continue
+        if re.match(r"^#{1,}\s", line):
+            return _pandoc_title(line)
+        if (re.match(r"^=+\s*$", line) or re.match(r"^-+\s*$", line)) and previous and previous[-1]:
+            return previous[-1], []
+        previous.append(line)
+    return None, []
+
+
+def _pandoc_title(title: str) -> tuple[str, list[str]]:
+    title = title.strip()
+    match = PANDOC_TITLE.match(title)
+    if match:
+        return (match.group(1) or "").strip(), _attrs(match.group(2))[1]
+    return re.sub(r"^#{1,}\s*", "", title).strip(), []
 
 
 def _yaml_error_line(error: yaml.YAMLError, first_line: int) -> int:
@@ -169,7 +272,7 @@ def _attrs(text: str | None) -> tuple[str | None, list[str]]:
         elif token.startswith("."):
             classes.append(token[1:])
         elif token == "-":
-            classes.append("-")
+            classes.append("unnumbered")  # pandoc-attr.ts: {-} is {.unnumbered}
     return ident, classes
 
 
@@ -233,11 +336,14 @@ def _code_cell(path: Path, body: list[str], fence_line: int, close_line: int, ro
     return Cell("code", "\n".join(body), fence_line, close_line, options, len(option_lines))
 
 
-def parse(path: Path | str, root: Path | None = None, text: str | None = None) -> Document:
-    """Parse one chapter. Every problem raises ``BookError`` naming the file and the line."""
+def parse(path: Path | str, root: Path | None = None, text: str | None = None, profiles=None) -> Document:
+    """Parse one chapter (as seen with ``profiles`` active). Every problem raises ``BookError`` naming file and line."""
     path = Path(path)
     if text is None:
         text = path.read_text(encoding="utf-8")
+    raw = text
+    if profiles is not None:
+        text = profile_view(text, profiles)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -306,7 +412,7 @@ def parse(path: Path | str, root: Path | None = None, text: str | None = None) -
     flush(len(lines) + 1)
 
     labels, references = _labels_and_references(path, cells, root)
-    return Document(path, front, cells, labels, references)
+    return Document(path, front, cells, labels, references, raw)
 
 
 def _labels_and_references(path: Path, cells: list[Cell], root) -> tuple[list[Label], list[Reference]]:
