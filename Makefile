@@ -50,6 +50,9 @@ browser:
 MATHJAX := build/mathjax/node_modules/mathjax/es5/tex-chtml-full.js
 mathjax: $(MATHJAX)
 $(MATHJAX):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm >/dev/null; \
+	  else echo "npm is missing: sudo apt-get install npm (the math test checks every formula with MathJax)"; exit 1; fi; }
 	npm install --silent --no-save --no-audit --no-fund --prefix build/mathjax mathjax@3.2.2
 
 clean:

@@ -58,7 +58,9 @@ BATCH = {"smoke": 8, "cpu": 32, "gpu": 128}
 EVAL_IMAGES = {"smoke": 32, "cpu": 512, "gpu": 2048}   # the check on val during training (manifest, eval.json)
 MODELS = ("ae", "vae", "vqvae", "vqvae-nofix", "dvae", "vqgan")  # the same-budget comparison
 VARIANTS = ("vqvae-paper", "vqgan-nodisc")  # what the comparison's choices change, at the same budget
-LONG = {"vae-long": "vae", "vqvae-long": "vqvae"}  # trained on from the comparison's weights
+# trained on from the comparison's weights; the DALL·E tokenizer from the VQ-VAE with the paper's weighting,
+# the better of the two (99.07 % against 95.85 % oracle agreement at the same budget)
+LONG = {"vae-long": "vae", "vqvae-long": "vqvae-paper"}
 SWEEP_SIZES = {"smoke": (4, 16), "cpu": (4, 16, 64, 256), "gpu": (4, 16, 64, 256, 1024, 4096)}
 SWEEP = "vq-sweep"
 
@@ -415,6 +417,7 @@ def _build_long(base: str, profile: str) -> torch.nn.Module:
     model, _ = recipes.load_or_train(base, profile, progress=True)
     model.train()
     if isinstance(model, VQModel):
+        model.quantize.legacy = _extra(base, profile).get("legacy", True)  # not saved in the model's config
         return VQTrainee(model, restarts=_extra(base, profile)["restarts"])
     return model
 
