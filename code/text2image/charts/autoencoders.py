@@ -22,7 +22,8 @@ from text2image.world.scene import COLOURS, SHAPES, place
 from text2image.world.tensors import RESOLUTION, to_tensor, to_uint8
 
 MODEL_COLOURS = {"ae": "#444444", "vae": "#1f77b4", "vqvae": "#2ca02c", "vqvae-nofix": "#98df8a",
-                 "dvae": "#9467bd", "vqgan": "#d62728", "vae-long": "#1f77b4", "vqvae-long": "#2ca02c"}
+                 "dvae": "#9467bd", "vqgan": "#d62728", "vqvae-paper": "#17becf", "vqgan-nodisc": "#ff9896",
+                 "vae-long": "#1f77b4", "vqvae-long": "#17becf"}  # a continuation wears its base's colour
 SHAPE_COLOURS = dict(zip(SHAPES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")))
 SHAPE_MARKERS = dict(zip(SHAPES, ("o", "s", "^", "D", "P")))
 
@@ -265,7 +266,7 @@ def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dic
         axes[1].plot([r["step"] for r in rows], [r["psnr"] for r in rows], "o-", **style)
         if rows and "oracle_agreement" in rows[0]:
             axes[2].plot([r["step"] for r in rows], [100 * r["oracle_agreement"] for r in rows], "o-", **style)
-    axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
+    axes[1].set_ylabel("PSNR (dB)")
     axes[2].set_ylabel(lang.tr("accord de l'oracle (%)", "oracle agreement (%)"))
     axes[2].axhline(100 * TARGETS["oracle"], color="0.4", linestyle=":", linewidth=1.2)
     for ax in axes:
@@ -280,7 +281,7 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
     """Scenes the oracle misreads (log scale, so that the last percent shows) and PSNR of each comparison
     model and of its continuation, on one step axis.
 
-    ``evals`` holds the evaluations of ``vae``, ``vqvae`` and their ``-long`` runs;
+    ``evals`` holds the evaluations of the bases of :data:`R.LONG` and of their ``-long`` runs;
     ``first_steps`` the step at which each continuation started. A check without any error has no point.
     """
     fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
@@ -297,7 +298,7 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
     axes[0].set_yscale("log")
     axes[0].axhline(100 * (1 - TARGETS["oracle"]), color="0.4", linestyle=":", linewidth=1.2)
     axes[0].set_ylabel(lang.tr("scènes mal relues par l'oracle (%)", "scenes the oracle misreads (%)"))
-    axes[1].set_ylabel(lang.tr("PSNR sur le test (dB)", "test PSNR (dB)"))
+    axes[1].set_ylabel("PSNR (dB)")
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     handles, labels = axes[0].get_legend_handles_labels()
@@ -361,19 +362,20 @@ def tokenizer_table(seen: int, codebook: int, grid: int):
     return markdown_table(headers, rows, align="llll")
 
 
-def measured_table(measured: Mapping[str, dict], manifests: Mapping[str, dict]):
-    """The chapter's summary: size, quality, codebook, and cost of each model."""
+def measured_table(measured: Mapping[str, dict], manifests: Mapping[str, dict], n: int):
+    """The chapter's summary: size, quality (oracle agreement with its 95 % interval over ``n`` test scenes),
+    codebook, and cost of each model."""
     from text2image.tables import markdown_table
 
     headers = [lang.tr("modèle", "model"), lang.tr("paramètres", "parameters"), "PSNR (dB)",
-               lang.tr("accord oracle", "oracle agr."), lang.tr("codes utilisés", "codes used"),
+               lang.tr("accord oracle (%)", "oracle agr. (%)"), lang.tr("codes utilisés", "codes used"),
                lang.tr("perplexité", "perplexity"), lang.tr("images/s", "images/s"),
                lang.tr("minutes", "minutes")]
     rows = []
     for name, m in measured.items():
         man = manifests[name]
         rows.append([model_name(name), lang.integer(man["parameters"]), _num(m["psnr"]),
-                     _percent(m.get("oracle_agreement")), _percent(m.get("codebook_usage")),
+                     agreement(m, n), _percent(m.get("codebook_usage")),
                      _num(m.get("codebook_perplexity"), 0), _num(man["samples_per_second"], 0),
                      _num(man["train_seconds"] / 60, 1)])
     return markdown_table(headers, rows)
