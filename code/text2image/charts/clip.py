@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from matplotlib.lines import Line2D
 
 from text2image import lang, pretrained, recipes
-from text2image.charts.benchmark import interval
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate import clip as clip_eval
+from text2image.evaluate import intervals
 from text2image.plots import show_image, subplots, wrap
-from text2image.tables import markdown_table
+from text2image.tables import interval, markdown_table
 from text2image.train import read_log
 from text2image.world.scene import SHAPES
 
@@ -88,7 +88,7 @@ def share_cell(share) -> str:
 def share_text(share) -> str:
     """``95.3 % (93.1–96.9)``: a measured share as the prose quotes it, with its 95 % interval in points."""
     lo, hi = (lang.number(100 * x, 1) for x in (share.lo, share.hi))
-    return f"{lang.percent(share.p, 1)} ({lo}\u2060–\u2060{hi})"
+    return lang.Text(f"{lang.percent(share.p, 1)} ({lo}\u2060–\u2060{hi})")
 
 
 def label_name(attribute: str, label: str) -> str:
@@ -216,7 +216,7 @@ def plateau(evals: Sequence[dict], key: str, level: float, first_step: int = 0) 
 
 def steps(n: int | None) -> str:
     """A number of steps for the prose, or a dash where a curve never got there (the smoke profile)."""
-    return "—" if n is None else lang.integer(n)
+    return lang.Text("—") if n is None else lang.integer(n)
 
 
 def claim(holds: bool, what: str) -> None:
@@ -568,7 +568,7 @@ def real_weights_ranking(pool, limit: int = 500):
         return None
     model, processor = pretrained.load_clip()
     result = pretrained.world_caption_ranking(model, processor, pool.subset(range(min(limit, len(pool)))))
-    return clip_eval.intervals.share(int(round(result["order"] * result["n"])), result["n"])
+    return intervals.share(int(round(result["order"] * result["n"])), result["n"])
 
 
 def real_weights_result(share) -> str:
