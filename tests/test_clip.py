@@ -284,12 +284,28 @@ def test_shipped_checkpoint_reproduces_its_manifest(name):
         assert measured[key] == pytest.approx(manifest["metrics"][key], abs=0.02), key
 
 
-def test_steps_to_reach_and_its_sentence():
-    evals = [{"step": 3250, "p": 0.5}, {"step": 3500, "p": 0.95}]
-    assert charts.steps_to_reach(evals, "p", 0.9, first_step=3000) == 500
+def test_steps_to_reach_and_the_plateau_before_it():
+    evals = [{"step": 3250, "p": 0.5}, {"step": 3500, "p": 0.62}, {"step": 3750, "p": 0.95}]
+    assert charts.steps_to_reach(evals, "p", 0.9, first_step=3000) == 750
     assert charts.steps_to_reach(evals, "p", 0.99, first_step=3000) is None
-    sentence = charts.reach_sentence({"clip-negatives": 500, "clip-relation-twins": None}, 0.9)
-    assert "500" in sentence and charts.model_name("clip-relation-twins") in sentence
+    flat = charts.plateau(evals, "p", 0.7, first_step=3000)
+    assert flat == {"n": 2, "low": 0.5, "high": 0.62, "last_step": 3500, "steps": 500}
+    assert charts.plateau(evals, "p", 0.4)["n"] == 0
+
+
+def test_claims_are_checked_outside_the_smoke_profile(monkeypatch):
+    monkeypatch.setenv("TEXT2IMAGE_PROFILE", "cpu")
+    charts.claim(True, "it holds")
+    with pytest.raises(AssertionError, match="the wording changes the count"):
+        charts.claim(False, "the wording changes the count")
+    monkeypatch.setenv("TEXT2IMAGE_PROFILE", "smoke")
+    charts.claim(False, "untrained models say nothing")
+    assert charts.steps(None) == "—" and charts.steps(1250) in ("1,250", "1\u202f250")
+
+
+def test_threads_are_read_from_the_manifest():
+    assert charts.threads({"hardware": "x86_64 CPU, 1 threads"}) == 1
+    assert charts.threads({"hardware": "x86_64 CPU, 16 threads"}) == 16
 
 
 def test_worst_confusion_and_first_step_above():
@@ -300,3 +316,98 @@ def test_worst_confusion_and_first_step_above():
     assert share == pytest.approx(0.6)
     evals = [{"step": 250, "x": 0.2}, {"step": 500, "x": 0.3}, {"step": 750, "x": 0.6}]
     assert charts.first_step_above(evals, "x", 0.4) == 750 and charts.first_step_above(evals, "x", 0.9) is None
+
+
+# ----------------------------------------------------------------------------- intervals and held-out splits
+
+def test_share_of_reads_k_of_n_with_a_wilson_interval():
+    from text2image.evaluate import intervals
+    result = {"zero_shot": {"shape": {"accuracy": 0.75, "n": 8, "by_template": {"{}": 0.5, "ensemble": 0.75}}},
+              "probe": {"relation": 0.45, "relation_n": 10, "relation_ties": 1},
+              "ranking": {"order": 0.9, "n": 20}, "retrieval": {"t2i_r1": 0.25, "n": 4}}
+    s = clip_eval.share_of(result, "zero_shot", "shape")
+    assert (s.k, s.n, s.p) == (6, 8, 0.75) and (s.lo, s.hi) == pytest.approx(intervals.wilson(6, 8))
+    assert clip_eval.share_of(result, "zero_shot", "shape", "{}").k == 4
+    probe = clip_eval.share_of(result, "probe", "relation")  # 4 wins and a tie: 4.5 of 10
+    assert probe.p == 0.45 and probe.lo < 0.45 < probe.hi
+    assert (probe.lo, probe.hi) == pytest.approx(intervals.wilson(4.5, 10))
+    assert clip_eval.share_of(result, "ranking", "order").k == 18
+    assert clip_eval.share_of(result, "retrieval", "t2i_r1").n == 4
+
+
+def test_class_share_reads_the_rows_of_the_confusion_matrix():
+    report = {"shape": {"labels": ["circle", "square", "cross"], "confusion": [[8, 2, 0], [1, 9, 0], [0, 6, 4]]}}
+    s = clip_eval.class_share(report, "shape", ["square", "cross"])
+    assert (s.k, s.n) == (13, 20)
+    assert clip_eval.heldout_labels("shape") == sorted({s for _, s in splits.HELDOUT_PAIRS})
+    assert clip_eval.heldout_labels("colour") == sorted({c for c, _ in splits.HELDOUT_PAIRS})
+
+
+def test_the_protocols_run_on_the_heldout_splits(tiny):
+    pairs = clip_eval.pool("heldout_pairs", 40)
+    relations = clip_eval.pool("heldout_relations", 30)
+    assert all(splits.is_heldout(e.prompt) for e in pairs.examples + relations.examples)
+    r = clip_eval.analyse(tiny, relations)
+    assert r["zero_shot"] == {}  # relation scenes only: nothing to classify
+    assert set(clip_eval.PROBES) <= set(r["probe"]) and r["probe"]["relation_n"] == 30
+    assert r["ranking"]["n"] > 0 and r["retrieval"]["n"] == 30
+    assert r["geometry"]["gap_lo"] <= r["geometry"]["gap"] <= r["geometry"]["gap_hi"]
+    r = clip_eval.analyse(tiny, pairs)
+    single = clip_eval.zero_shot_pool(pairs, "shape")
+    assert r["zero_shot"]["shape"]["n"] == len(single) > 0
+    truth = {getattr(e.scene.objects[0], "shape") for e in single.examples}
+    assert truth <= set(clip_eval.heldout_labels("shape"))
+
+
+def test_some_hard_negatives_state_a_heldout_composition():
+    examples = splits.examples("train", 0, 400)
+    counts = clip_eval.heldout_in_negatives(examples)
+    expected = sum(len(M.hard_negatives(e.caption, e.scene)) for e in examples)
+    assert counts["negatives"] == expected
+    assert 0 < counts["heldout"] <= counts["pairs"] + counts["relations"]
+    assert not any(splits.is_heldout(e.prompt) for e in examples)  # the true captions never are
+
+
+def test_bootstrap_interval_of_the_gap_brackets_it():
+    torch.manual_seed(0)
+    zi, zt = F.normalize(torch.randn(200, 8) + 1, dim=-1), F.normalize(torch.randn(200, 8), dim=-1)
+    lo, hi = clip_eval.bootstrap_gap(zi, zt, draws=300)
+    assert lo < clip_eval.modality_gap(zi, zt) < hi
+    assert clip_eval.bootstrap_gap(zi, zt, draws=300) == (lo, hi)  # seeded
+
+
+def test_path_switches_count_every_change_of_the_retrieved_object():
+    p = clip_eval.pool("test", 80)
+    single = [i for i, e in enumerate(p.examples) if len(e.scene.objects) == 1]
+    a = next(i for i in single)
+    b = next(i for i in single if p.examples[i].scene.objects[0].shape != p.examples[a].scene.objects[0].shape)
+    path = [{"t": t, "image": i} for t, i in ((0.0, a), (0.5, a), (1.0, b))]
+    switches = clip_eval.path_switches(path, p, ("shape",))
+    assert switches == {"shape": [1.0]}
+    several = next(i for i, e in enumerate(p.examples) if len(e.scene.objects) > 1)
+    path = [{"t": t, "image": i} for t, i in ((0.0, a), (0.5, several), (1.0, a))]
+    assert clip_eval.path_switches(path, p, ("shape",)) == {"shape": [0.5, 1.0]}
+
+
+# ----------------------------------------------------------------------------- the chapter itself
+
+def _chapter(lang):
+    from pathlib import Path
+    return (Path(__file__).resolve().parents[1] / "book" / lang / "clip.qmd").read_text()
+
+
+def test_chapter_code_lines_fit_the_code_box():
+    import re
+    for lang in ("fr", "en"):
+        for cell in re.findall(r"```\{python\}\n(.*?)```", _chapter(lang), flags=re.S):
+            for line in cell.splitlines():
+                if not line.startswith("#|"):
+                    assert len(line) <= 88, f"{lang}: {line}"
+
+
+def test_chapter_editions_quote_the_same_inline_values_in_the_same_order():
+    import re
+    inline = [re.findall(r"`\{python\} ([^`]*)`", _chapter(lang)) for lang in ("fr", "en")]
+    assert inline[0] == inline[1]
+    for word in ("ticket", "lang.status", "objectif", "target", "reach_sentence", "rise_clause"):
+        assert word not in _chapter("fr") + _chapter("en"), word

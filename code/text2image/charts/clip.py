@@ -2,7 +2,11 @@
 
 Every function draws one figure (and returns it) or builds one Markdown table;
 words in figures go through ``lang.tr``. Captions of the world stay in English:
-they are what the model reads.
+they are what the model reads. Tables give every measured proportion with its
+95 % Wilson interval (:func:`text2image.evaluate.clip.share_of`); the numbers
+the chapter quotes from papers live in :data:`PUBLISHED`, with their source.
+Sentences stay in the chapter: these helpers return figures, tables, numbers
+and words.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import torch.nn.functional as F
 from matplotlib.lines import Line2D
 
 from text2image import lang, pretrained, recipes
-from text2image.evaluate import clip as clip_eval
 from text2image.charts.world import colour_name, shape_name
+from text2image.evaluate import clip as clip_eval
+from text2image.evaluate import intervals
 from text2image.plots import show_image, subplots, wrap
-from text2image.tables import markdown_table
+from text2image.tables import interval, markdown_table
 from text2image.train import read_log
 from text2image.world.scene import SHAPES
 
@@ -39,6 +44,24 @@ RANKING_NAMES = {"match": ("correspond", "matching"), "partial": ("en partie", "
                  "unrelated": ("sans rapport", "unrelated")}
 COLOURS = {"clip": "#377eb8", "clip-continued": "#984ea3", "clip-negatives": "#e41a1c",
            "clip-relation-twins": "#4daf4a"}
+SPLIT_NAMES = {"test": ("test", "test"), "heldout_pairs": ("paires réservées", "held-out pairs"),
+               "heldout_relations": ("relations réservées", "held-out relations")}
+
+# What the chapter quotes from papers, each with its source (the chapter cites them by name).
+PUBLISHED = {
+    # Radford et al. (2021): ImageNet zero-shot, "A photo of a {label}." over the bare label, and an
+    # ensemble of 80 templates over that; CLIP's training set
+    "template_gain": 1.3, "ensemble_gain": 3.5, "ensemble_templates": 80, "clip_pairs": 400_000_000,
+    # Yuksekgonul et al. (2023), ARO: CLIP ViT-B/32 and NegCLIP, chance 0.5
+    "vg_relation": {"clip": 0.59, "negclip": 0.81}, "vg_attribution": {"clip": 0.62, "negclip": 0.71},
+    "aro_chance": 0.5,
+    # Liang et al. (2022): the modality gap of CLIP
+    "gap": 0.82,
+    # the NegCLIP repository (mertyg/vision-language-models-are-bows): its training batch of COCO pairs
+    "negclip_batch": 256,
+    # the student report behind the book: its caption-ranking protocol on COCO
+    "report_images": 100,
+}
 
 
 def model_name(name: str) -> str:
@@ -51,6 +74,21 @@ def attribute_name(attribute: str) -> str:
 
 def probe_name(kind: str) -> str:
     return lang.tr(*PROBE_NAMES[kind])
+
+
+def split_name(split: str) -> str:
+    return lang.tr(*SPLIT_NAMES[split])
+
+
+def share_cell(share) -> str:
+    """``95.3 (93.1–96.9)``: a measured share in percent and its 95 % interval."""
+    return interval(share.as_dict())
+
+
+def share_text(share) -> str:
+    """``95.3 % (93.1–96.9)``: a measured share as the prose quotes it, with its 95 % interval in points."""
+    lo, hi = (lang.number(100 * x, 1) for x in (share.lo, share.hi))
+    return lang.Text(f"{lang.percent(share.p, 1)} ({lo}\u2060–\u2060{hi})")
 
 
 def label_name(attribute: str, label: str) -> str:
@@ -88,11 +126,18 @@ def _profile() -> str:
 
 
 PROBE_STYLES = {"relation": "-", "attribute": "--"}
+WIDTH = 6.8  # inches: the book's column at the figures' 110 dpi, where text of 9 pt stays 9 pt
+SMALL = 9  # the smallest font size of the chapter's figures
+
+
+def _grid(n: int, columns: int = 2):
+    """Rows and columns for ``n`` panels, ``columns`` to a row."""
+    return -(-n // columns), min(n, columns)
 
 
 def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init_gap: float):
     """Loss, modality gap, zero-shot shape accuracy and probe accuracy against the training step."""
-    fig, axes = subplots(2, 2, figsize=(10, 6.6))
+    fig, axes = subplots(2, 2, figsize=(WIDTH, 6.4))
     axes = np.ravel(axes)
     for name, (log, evals) in histories.items():
         colour = COLOURS[name]
@@ -120,10 +165,14 @@ def training_curves(histories: Mapping[str, tuple[list[dict], list[dict]]], init
     # colours name the recipes (one legend above the panels), line styles the probes
     styles = [Line2D([], [], color="black", ls=style, lw=1.2, label=probe_name(kind))
               for kind, style in PROBE_STYLES.items()]
-    axes[3].legend(handles=styles, fontsize=8, loc="lower right")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(histories), fontsize=9,
+    axes[3].legend(handles=styles, fontsize=SMALL, loc="lower right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=SMALL,
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    for ax in axes:
+        ax.title.set_fontsize(10)
+        ax.xaxis.label.set_fontsize(SMALL)
+        ax.tick_params(labelsize=SMALL)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
@@ -139,14 +188,6 @@ def worst_confusion(report: Mapping[str, dict], attribute: str) -> tuple[str, st
     return label_name(attribute, labels[i]), label_name(attribute, labels[j]), float(shares[i, j])
 
 
-def rise_clause(step: int | None) -> str:
-    """The clause of the prose saying when zero-shot shape passed twice chance (if it ever did)."""
-    if step is None:
-        return lang.tr("elle n'a jamais dépassé le double du hasard", "it never passed twice chance")
-    return lang.tr(f"elle n'a dépassé le double du hasard qu'au pas {lang.integer(step)}",
-                   f"it passed twice chance only at step {lang.integer(step)}")
-
-
 def first_step_above(evals: Sequence[dict], key: str, level: float) -> int | None:
     """The first evaluated training step at which ``key`` exceeds ``level`` (``None`` if it never does)."""
     return next((e["step"] for e in evals if e[key] > level), None)
@@ -158,45 +199,67 @@ def steps_to_reach(evals: Sequence[dict], key: str, level: float, first_step: in
     return None if step is None else step - first_step
 
 
-def reach_sentence(steps: Mapping[str, int | None], level: float) -> str:
-    """The prose's sentence on how many fine-tuning steps each recipe took to pass ``level`` on the relation probe."""
-    clauses = []
-    for k, (name, n) in enumerate(steps.items()):
-        model = lang.tr(f"«\u00a0{model_name(name)}\u00a0»", f"“{model_name(name)}”")
-        if n is None:
-            clauses.append(lang.tr(f"jamais pour {model}", f"never for {model}"))
-        elif k == 0:
-            clauses.append(lang.tr(f"après {lang.integer(n)}\u00a0pas d'affinage pour {model}",
-                                   f"after {lang.integer(n)} steps of fine-tuning for {model}"))
-        else:
-            clauses.append(lang.tr(f"après {lang.integer(n)} pour {model}", f"after {lang.integer(n)} for {model}"))
-    joined = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + lang.tr(" et ", " and ") + clauses[-1]
-    return lang.tr(f"Sur la validation, le test des relations a dépassé {lang.percent(level, 0)} {joined}.",
-                   f"On the validation set, the relation probe passed {lang.percent(level, 0)} {joined}.")
+def plateau(evals: Sequence[dict], key: str, level: float, first_step: int = 0) -> dict:
+    """The evaluations before ``key`` first exceeds ``level``: how many, their lowest and highest
+    value, the last step among them, and the ``steps`` it covers from ``first_step`` (what a curve
+    did before it took off)."""
+    before = []
+    for e in evals:
+        if e[key] > level:
+            break
+        before.append(e)
+    values = [e[key] for e in before]
+    return {"n": len(before), "low": min(values, default=float("nan")),
+            "high": max(values, default=float("nan")), "last_step": before[-1]["step"] if before else None,
+            "steps": before[-1]["step"] - first_step if before else None}
+
+
+def steps(n: int | None) -> str:
+    """A number of steps for the prose, or a dash where a curve never got there (the smoke profile)."""
+    return lang.Text("—") if n is None else lang.integer(n)
+
+
+def claim(holds: bool, what: str) -> None:
+    """Check, on the trained models, a statement that the chapter's prose makes about its numbers.
+
+    The prose is written once for the shipped checkpoints; a retrained model
+    that no longer supports it stops the render here rather than let the text
+    say something false. The smoke profile's models are untrained (its figures
+    mean nothing), so there the check is skipped.
+    """
+    from text2image import profiles
+
+    if profiles.current() != "smoke" and not holds:
+        raise AssertionError(f"the chapter says that {what}, which its measurements no longer support")
+
+
+def threads(manifest: Mapping) -> int:
+    """The processor threads a checkpoint was trained with (its manifest's ``hardware``: "..., 1 threads")."""
+    return int(manifest["hardware"].rsplit(",", 1)[1].split()[0])
 
 
 def confusions(report: Mapping[str, dict]):
     """One confusion matrix (shares of each true class) per attribute."""
     attributes = list(report)
-    fig, axes = subplots(1, len(attributes), figsize=(3.6 * len(attributes), 3.9))
+    fig, axes = subplots(*_grid(len(attributes)), figsize=(WIDTH, 6.6))
     for ax, attribute in zip(np.ravel(axes), attributes):
         r = report[attribute]
         counts = np.asarray(r["confusion"], dtype=float)
         shares = counts / np.maximum(1, counts.sum(axis=1, keepdims=True))
         ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         names = [label_name(attribute, x) for x in r["labels"]]
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=SMALL)
+        ax.set_yticks(range(len(names)), names, fontsize=SMALL)
         ax.grid(False)
         for i in range(len(names)):
             for j in range(len(names)):
                 if counts[i, j]:
-                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=SMALL,
                             color="white" if shares[i, j] > 0.5 else "black")
         ax.set_title(f"{attribute_name(attribute)}\u00a0: {lang.percent(r['accuracy'], 1)}" if lang.current() == "fr"
                      else f"{attribute_name(attribute)}: {lang.percent(r['accuracy'], 1)}", fontsize=10)
-        ax.set_xlabel(lang.tr("prédit", "predicted"), fontsize=9)
-        ax.set_ylabel(lang.tr("vrai", "true"), fontsize=9)
+        ax.set_xlabel(lang.tr("prédit", "predicted"), fontsize=SMALL)
+        ax.set_ylabel(lang.tr("vrai", "true"), fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -209,21 +272,26 @@ def template_name(family: str) -> str:
 
 
 def template_chart(report: Mapping[str, dict]):
-    """Zero-shot accuracy per prompt family (bars), one group per attribute."""
+    """Zero-shot accuracy per prompt family (bars, with 95 % intervals), one group per attribute."""
     attributes = list(report)
-    fig, axes = subplots(1, len(attributes), figsize=(3.4 * len(attributes), 3.8), sharey=True)
+    fig, axes = subplots(*_grid(len(attributes)), figsize=(WIDTH, 7.0), sharey=True)
     for ax, attribute in zip(np.ravel(axes), attributes):
         by = report[attribute]["by_template"]
         names = list(by)
-        values = [by[n] for n in names]
+        shares = [clip_eval.share_of({"zero_shot": report}, "zero_shot", attribute, family) for family in names]
+        values = np.array([s.p for s in shares])
+        err = np.clip([[s.p - s.lo for s in shares], [s.hi - s.p for s in shares]], 0, None)
         colours = ["#999999" if n == "{}" else "#377eb8" if "ensemble" not in n else "#e41a1c" for n in names]
-        ax.bar(range(len(names)), values, color=colours)
-        ax.set_xticks(range(len(names)), [template_name(n) for n in names], rotation=50, ha="right", fontsize=8)
-        ax.set_title(attribute_name(attribute))
+        ax.bar(range(len(names)), values, color=colours, yerr=err, capsize=2, error_kw={"lw": 0.8})
+        ax.set_xticks(range(len(names)), [template_name(n) for n in names], rotation=50, ha="right",
+                      fontsize=SMALL)
+        ax.tick_params(axis="y", labelsize=SMALL)
+        ax.set_title(attribute_name(attribute), fontsize=10)
         ax.set_ylim(0, 1.05)
         chance = 1 / len(report[attribute]["labels"])
         ax.axhline(chance, color="grey", ls=":", lw=0.8)
-    np.ravel(axes)[0].set_ylabel(lang.tr("exactitude zero-shot", "zero-shot accuracy"))
+    for ax in np.ravel(axes)[::2]:
+        ax.set_ylabel(lang.tr("exactitude sans exemple", "zero-shot accuracy"), fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -231,46 +299,50 @@ def template_chart(report: Mapping[str, dict]):
 # ----------------------------------------------------------------------------- ranking
 
 def ranking_examples(pool: clip_eval.Pool, ranking: dict, n: int = 4):
-    """Images with their three candidate captions and CLIP's cosine similarities."""
-    fig, axes = subplots(1, n, figsize=(3.3 * n, 4.2))
-    for ax, k in zip(np.ravel(axes), range(n)):
-        i = ranking["images"][k]
-        show_image(ax, pool.images[i])
+    """Images with their three candidate captions and CLIP's cosine similarities, one image a row."""
+    fig, axes = subplots(n, 2, figsize=(WIDTH, 1.55 * n), gridspec_kw={"width_ratios": [1, 3.6]})
+    colon = lang.tr("\u00a0:", ":")
+    for k, (image_ax, text_ax) in enumerate(np.reshape(axes, (n, 2))):
+        show_image(image_ax, pool.images[ranking["images"][k]])
+        text_ax.axis("off")
         lines = []
         for name, caption, score in zip(("match", "partial", "unrelated"), ranking["triples"][k],
                                         ranking["scores"][k]):
-            colon = lang.tr("\u00a0:", ":")
-            lines.append(f"{lang.tr(*RANKING_NAMES[name])} ({lang.number(float(score), 2)}){colon}\n"
-                         + wrap(caption, 30))
-        ax.set_xlabel("\n".join(lines), fontsize=7.5, loc="left")
+            head = f"{lang.tr(*RANKING_NAMES[name])} ({lang.number(float(score), 2)}){colon} "
+            lines.append(wrap(head + caption, 62))
+        text_ax.text(0, 0.5, "\n".join(lines), fontsize=SMALL, va="center", ha="left",
+                     transform=text_ax.transAxes)
     fig.tight_layout()
     return fig
 
 
 # ----------------------------------------------------------------------------- bag of words
 
+PROBE_CHART_METRICS = [("probe", k) for k in clip_eval.PROBES] + [
+    ("zero_shot", "shape"), ("zero_shot", "colour"), ("retrieval", "t2i_r1"), ("retrieval", "i2t_r1")]
+
+
 def probe_chart(results: Mapping[str, dict]):
-    """Probe accuracies, zero-shot and retrieval of each model, side by side."""
+    """Probe accuracies, zero-shot and retrieval of each model, side by side, with 95 % intervals."""
     names = list(results)
-    metrics = [("probe", k) for k in clip_eval.PROBES] + [("zero_shot", "shape"), ("zero_shot", "colour"),
-                                                           ("retrieval", "t2i_r1"), ("retrieval", "i2t_r1")]
     labels = [probe_name(k) for k in clip_eval.PROBES] + [
-        lang.tr("zero-shot forme", "zero-shot shape"), lang.tr("zero-shot couleur", "zero-shot colour"),
+        lang.tr("forme sans exemple", "zero-shot shape"), lang.tr("couleur sans exemple", "zero-shot colour"),
         lang.tr("texte → image R@1", "text → image R@1"), lang.tr("image → texte R@1", "image → text R@1")]
-    fig, ax = subplots(figsize=(9, 3.8))
+    fig, ax = subplots(figsize=(WIDTH, 4.4))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
-        r = results[name]
-        values = [r["probe"][m] if group == "probe" else r["zero_shot"][m]["accuracy"] if group == "zero_shot"
-                  else r["retrieval"][m] for group, m in metrics]
-        ax.bar(np.arange(len(metrics)) + (k - (len(names) - 1) / 2) * width, values, width,
-               color=COLOURS.get(name), label=model_name(name))
+        shares = [clip_eval.share_of(results[name], group, key) for group, key in PROBE_CHART_METRICS]
+        values = np.array([s.p for s in shares])
+        err = np.clip([[s.p - s.lo for s in shares], [s.hi - s.p for s in shares]], 0, None)
+        ax.bar(np.arange(len(shares)) + (k - (len(names) - 1) / 2) * width, values, width,
+               yerr=err, capsize=1.5, error_kw={"lw": 0.8}, color=COLOURS.get(name), label=model_name(name))
     ax.axhline(0.5, color="grey", ls=":", lw=0.8)
-    ax.axvline(2.5, color="black", lw=0.6)
-    ax.set_xticks(range(len(metrics)), labels, rotation=25, ha="right", fontsize=9)
+    ax.axvline(len(clip_eval.PROBES) - 0.5, color="black", lw=0.6)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=SMALL)
+    ax.tick_params(axis="y", labelsize=SMALL)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(lang.tr("exactitude", "accuracy"))
-    ax.legend(fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), frameon=False)
+    ax.set_ylabel(lang.tr("exactitude", "accuracy"), fontsize=SMALL)
+    ax.legend(fontsize=SMALL, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -284,22 +356,31 @@ def _pca2(x: np.ndarray) -> np.ndarray:
 
 
 def gap_scatter(models: Mapping[str, torch.nn.Module], pool: clip_eval.Pool, n: int = 300):
-    """Unit image and text embeddings projected on their first two principal axes, per model."""
+    """Unit image and text embeddings projected on their first two principal axes, per model.
+
+    The first ``n`` pairs are drawn; the gap in each title is measured on the whole
+    pool, the number the chapter quotes.
+    """
     from text2image.models import clip as M
 
-    fig, axes = subplots(1, len(models), figsize=(4.2 * len(models), 4.0))
-    sub = pool.subset(range(min(n, len(pool))))
+    fig, axes = subplots(1, len(models), figsize=(WIDTH, 3.9))
+    shown = min(n, len(pool))
     for ax, (title, model) in zip(np.ravel(axes), models.items()):
-        zi, zt = M.embed_images(model, sub.images), M.embed_texts(model, sub.captions)
-        xy = _pca2(torch.cat([zi, zt]).numpy())
-        ax.scatter(*xy[:len(zi)].T, s=6, alpha=0.6, color="#ff7f00", label=lang.tr("images", "images"))
-        ax.scatter(*xy[len(zi):].T, s=6, alpha=0.6, color="#377eb8", label=lang.tr("légendes", "captions"))
+        zi, zt = M.embed_images(model, pool.images), M.embed_texts(model, pool.captions)
+        xy = _pca2(torch.cat([zi[:shown], zt[:shown]]).numpy())
+        ax.scatter(*xy[:shown].T, s=6, alpha=0.6, color="#ff7f00", label=lang.tr("images", "images"))
+        ax.scatter(*xy[shown:].T, s=6, alpha=0.6, color="#377eb8", label=lang.tr("légendes", "captions"))
         gap = clip_eval.modality_gap(zi, zt)
         ax.set_title(f"{title}\n{lang.tr('écart', 'gap')} = {lang.number(gap, 2)}", fontsize=10)
-        ax.set_xlabel(lang.tr("axe principal 1", "principal axis 1"))
-        ax.set_ylabel(lang.tr("axe principal 2", "principal axis 2"))
-    np.ravel(axes)[0].legend(fontsize=8, markerscale=2)
-    fig.tight_layout()
+        ax.set_xlabel(lang.tr("axe principal 1", "principal axis 1"), fontsize=SMALL)
+        ax.set_ylabel(lang.tr("axe principal 2", "principal axis 2"), fontsize=SMALL)
+        ax.tick_params(labelsize=SMALL)
+    np.ravel(axes)[0].legend(fontsize=SMALL, markerscale=2)
+    fig.text(0.5, 0.005, lang.tr(f"{lang.integer(shown)} paires dessinées\u00a0; écart mesuré sur "
+                                 f"{lang.integer(len(pool))} paires",
+                                 f"{lang.integer(shown)} pairs drawn; gap measured on {lang.integer(len(pool))} pairs"),
+             ha="center", va="bottom", fontsize=SMALL)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -316,28 +397,34 @@ def norms_chart(model, pool: clip_eval.Pool, inner: int = 1):
         lang.tr("état du texte à [EOS]", "text state at [EOS]"): pooled,
         lang.tr(f"état du texte au jeton {inner}", f"text state at token {inner}"): hidden[:, inner],
     }
-    fig, axes = subplots(1, len(series), figsize=(3.2 * len(series), 3.2))
+    fig, axes = subplots(*_grid(len(series)), figsize=(WIDTH, 5.6))
     for ax, (title, x) in zip(np.ravel(axes), series.items()):
         norms = x.norm(dim=-1).numpy()
         ax.hist(norms, bins=30, color="#4daf4a")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel(lang.tr("norme", "norm"), fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(lang.tr("norme", "norm"), fontsize=SMALL)
+        ax.tick_params(labelsize=SMALL)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # room for the annotation
         shift = float(x.mean(0).norm() / x.norm(dim=-1).mean())
         cv = float(norms.std() / norms.mean())
         ax.text(0.02, 0.97, lang.tr(f"écart-type relatif {lang.percent(cv, 0)}\ncentre à {lang.percent(shift, 0)}",
                                     f"relative spread {lang.percent(cv, 0)}\ncentre at {lang.percent(shift, 0)}"),
-                transform=ax.transAxes, va="top", fontsize=8)
+                transform=ax.transAxes, va="top", fontsize=SMALL)
     fig.tight_layout()
     return fig
 
 
 def slerp_chart(path: Sequence[dict], pool: clip_eval.Pool):
     """Each point of a spherical path, decoded by retrieval: nearest image and nearest caption."""
-    fig, axes = subplots(1, len(path), figsize=(1.9 * len(path), 3.2))
+    columns = 4
+    rows = -(-len(path) // columns)
+    fig, axes = subplots(rows, columns, figsize=(WIDTH, 2.75 * rows))
+    for ax in np.ravel(axes)[len(path):]:
+        ax.set_visible(False)
     for ax, point in zip(np.ravel(axes), path):
         show_image(ax, pool.images[point["image"]])
-        ax.set_title(f"t = {lang.number(point['t'], 2)}", fontsize=9)
-        ax.set_xlabel(wrap(point["captions"][0], 16), fontsize=7.5)
+        ax.set_title(f"t = {lang.number(point['t'], 2)}", fontsize=10)
+        ax.set_xlabel(wrap(point["captions"][0], 18), fontsize=SMALL)
     fig.tight_layout()
     return fig
 
@@ -345,88 +432,148 @@ def slerp_chart(path: Sequence[dict], pool: clip_eval.Pool):
 # ----------------------------------------------------------------------------- tables
 
 def zero_shot_table(results: Mapping[str, dict]):
-    """Zero-shot accuracy per attribute (rows) and model (columns)."""
+    """Zero-shot accuracy per attribute (rows) and model (columns), with 95 % intervals."""
     names = list(results)
     headers = [lang.tr("attribut", "attribute")] + [model_name(n) for n in names] + [lang.tr("hasard", "chance")]
     rows = []
     for attribute in clip_eval.ATTRIBUTES:
         first = results[names[0]]["zero_shot"][attribute]
         rows.append([f"{attribute_name(attribute)} ({lang.integer(first['n'])} images)"]
-                    + [lang.percent(results[n]["zero_shot"][attribute]["accuracy"], 1) for n in names]
-                    + [lang.percent(1 / len(first["labels"]), 1)])
+                    + [share_cell(clip_eval.share_of(results[n], "zero_shot", attribute)) for n in names]
+                    + [lang.number(100 / len(first["labels"]), 1)])
     return markdown_table(headers, rows)
+
+
+def _probe_label(kind: str) -> str:
+    return lang.tr(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}")
+
+
+RETRIEVAL_ROWS = (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
+                  ("t2i_r5", "texte → image, R@5", "text → image, R@5"),
+                  ("i2t_r1", "image → texte, R@1", "image → text, R@1"),
+                  ("i2t_r5", "image → texte, R@5", "image → text, R@5"))
 
 
 def comparison_table(results: Mapping[str, dict]):
-    """Probe, ranking and retrieval of each model."""
+    """Probe, ranking and retrieval of each model, with 95 % intervals (and the number of items)."""
     names = list(results)
-    headers = [lang.tr("mesure", "measure")] + [model_name(n) for n in names]
+    headers = [lang.tr("mesure", "measure"), "n"] + [model_name(n) for n in names]
     rows = []
+
+    def row(label: str, group: str, key: str) -> list[str]:
+        shares = [clip_eval.share_of(results[n], group, key) for n in names]
+        return [label, lang.integer(shares[0].n)] + [share_cell(s) for s in shares]
+
     for kind in clip_eval.PROBES:
-        rows.append([lang.tr(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}")]
-                    + [lang.percent(results[n]["probe"][kind], 1) for n in names])
-    rows.append([lang.tr("classement des trois légendes", "three captions ranked right")]
-                + [lang.percent(results[n]["ranking"]["order"], 1) for n in names])
-    for key, fr, en in (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
-                        ("t2i_r5", "texte → image, R@5", "text → image, R@5"),
-                        ("i2t_r1", "image → texte, R@1", "image → text, R@1"),
-                        ("i2t_r5", "image → texte, R@5", "image → text, R@5")):
-        rows.append([lang.tr(fr, en)] + [lang.percent(results[n]["retrieval"][key], 1) for n in names])
+        rows.append(row(_probe_label(kind), "probe", kind))
+    rows.append(row(lang.tr("trois légendes bien classées", "three captions ranked right"), "ranking", "order"))
+    for key, fr, en in RETRIEVAL_ROWS:
+        rows.append(row(lang.tr(fr, en), "retrieval", key))
     return markdown_table(headers, rows)
 
 
+def heldout_table(by_split: Mapping[str, Mapping[str, dict]]):
+    """Every recipe on the test split and on the held-out compositions, with 95 % intervals.
+
+    ``by_split``: ``{split: {recipe: analysis}}`` for ``test``, ``heldout_pairs`` and
+    ``heldout_relations``. Zero-shot rows compare the same classes: the shapes
+    (and colours) of the held-out pairs, on test images and on held-out images.
+    Each measure is named on its first row; the split column gives the number of items.
+    """
+    test = by_split["test"]
+    names = list(test)
+    headers = ([lang.tr("mesure", "measure"), lang.tr("partition (n)", "split (n)")]
+               + [model_name(n) for n in names])
+    rows, named = [], set()
+
+    def add(label: str, split: str, shares: list) -> None:
+        where = f"{split_name(split)} ({lang.integer(shares[0].n)})"
+        rows.append([label if label not in named else "", where] + [share_cell(s) for s in shares])
+        named.add(label)
+
+    for attribute in ("shape", "colour"):
+        labels = clip_eval.heldout_labels(attribute)
+        label = lang.tr(f"{attribute_name(attribute)} sans exemple", f"zero-shot {attribute_name(attribute)}")
+        for split in ("test", "heldout_pairs"):
+            add(label, split, [clip_eval.class_share(by_split[split][n]["zero_shot"], attribute, labels)
+                               for n in names])
+    measures = [(probe_name(kind), "probe", kind) for kind in clip_eval.PROBES]
+    measures.append((lang.tr("trois légendes bien classées", "three captions ranked right"), "ranking", "order"))
+    for label, group, key in measures:
+        for split in ("test", "heldout_pairs", "heldout_relations"):
+            add(label, split, [clip_eval.share_of(by_split[split][n], group, key) for n in names])
+    return markdown_table(headers, rows, align="ll" + "r" * len(names))
+
+
 def measured_table(results: Mapping[str, dict], manifests: Mapping[str, dict], init_geometry: Mapping[str, float]):
-    """The chapter's closing table: every recipe side by side, with the published reference where there is one."""
+    """The chapter's closing table: every recipe side by side, with 95 % intervals, and the published
+    reference, where there is one, beside the name of the measure."""
     names = list(results)
-    pct = lambda x: lang.percent(x, 1)  # noqa: E731
+    pub = PUBLISHED
 
-    def row(fr: str, en: str, cell, reference: str = "—") -> list[str]:
-        return [lang.tr(fr, en), *(cell(n) for n in names), reference]
+    def row(fr: str, en: str, cell, reference: str = "") -> list[str]:
+        label = lang.tr(fr, en)
+        return [f"{label} ({reference})" if reference else label, *(cell(n) for n in names)]
 
-    headers = [lang.tr("mesure", "measure"), *(model_name(n) for n in names),
-               lang.tr("référence publiée", "published reference")]
+    def share(group: str, key: str):
+        return lambda n: share_cell(clip_eval.share_of(results[n], group, key))
+
+    def gap(n: str) -> str:
+        g = results[n]["geometry"]
+        return f"{lang.number(g['gap'], 2)} ({lang.number(g['gap_lo'], 2)}\u2060–\u2060{lang.number(g['gap_hi'], 2)})"
+
+    headers = [lang.tr("mesure (référence publiée)", "measure (published reference)"),
+               *(model_name(n) for n in names)]
     rows = [
         row("paramètres", "parameters", lambda n: lang.integer(manifests[n]["parameters"])),
-        row("entraînement (minutes, CPU)", "training (minutes, CPU)",
+        row("entraînement (minutes, processeur)", "training (minutes, CPU)",
             lambda n: lang.number(manifests[n]["train_seconds"] / 60, 1)),
         row("débit (paires par seconde)", "throughput (pairs per second)",
             lambda n: lang.integer(manifests[n]["samples_per_second"])),
     ]
     for attribute in clip_eval.ATTRIBUTES:
-        rows.append(row(f"zero-shot\u00a0: {attribute_name(attribute)}", f"zero-shot: {attribute_name(attribute)}",
-                        lambda n: pct(results[n]["zero_shot"][attribute]["accuracy"])))
-    for family, fr, en, ref in (
-            ("{}", "taille, étiquette seule", "size, bare label", "—"),
-            ("ensemble + frames", "taille, ensemble + tournures", "size, ensemble + frames",
-             lang.tr("gabarit\u00a0: +1,3 point\u00a0; 80 gabarits\u00a0: +3,5 (ImageNet)",
-                     "template: +1.3 points; 80 templates: +3.5 (ImageNet)"))):
-        rows.append(row(fr, en, lambda n: pct(results[n]["zero_shot"]["size"]["by_template"][family]), ref))
-    rows.append(row("trois légendes bien classées", "three captions ranked right",
-                    lambda n: pct(results[n]["ranking"]["order"])))
-    for key, fr, en in (("t2i_r1", "texte → image, R@1", "text → image, R@1"),
-                        ("i2t_r1", "image → texte, R@1", "image → text, R@1")):
-        rows.append(row(fr, en, lambda n: pct(results[n]["retrieval"][key])))
-    refs = {"relation": lang.tr("ARO VG-Relation\u00a0: 0,59 → 0,81 (NegCLIP)", "ARO VG-Relation: 0.59 → 0.81 (NegCLIP)"),
-            "attribute": lang.tr("ARO VG-Attribution\u00a0: 0,62 → 0,71", "ARO VG-Attribution: 0.62 → 0.71"),
-            "exchange": "—"}
+        rows.append(row(f"sans exemple\u00a0: {attribute_name(attribute)}",
+                        f"zero-shot: {attribute_name(attribute)}", share("zero_shot", attribute)))
+    gains = (lang.number(pub["template_gain"], 1), pub["ensemble_templates"], lang.number(pub["ensemble_gain"], 1))
+    rows.append(row("sans exemple\u00a0: nombre, étiquette seule", "zero-shot: count, bare label",
+                    lambda n: share_cell(clip_eval.share_of(results[n], "zero_shot", "count", "{}")),
+                    lang.tr("CLIP sur ImageNet\u00a0: gabarit +{} point, {} gabarits +{} de plus".format(*gains),
+                            "CLIP on ImageNet: template +{} points, {} templates +{} more".format(*gains))))
+    rows.append(row("trois légendes bien classées", "three captions ranked right", share("ranking", "order")))
+    for key, fr, en in RETRIEVAL_ROWS[::2]:
+        rows.append(row(fr, en, share("retrieval", key)))
+    num = lambda x: lang.number(x, 2)  # noqa: E731
+
+    def aro(test: str) -> tuple[str, str]:
+        key = {"VG-Relation": "vg_relation", "VG-Attribution": "vg_attribution"}[test]
+        clip_, neg = num(pub[key]["clip"]), num(pub[key]["negclip"])
+        return (f"ARO {test}\u00a0: CLIP {clip_}, NegCLIP {neg}", f"ARO {test}: CLIP {clip_}, NegCLIP {neg}")
+
+    refs = {"relation": lang.tr(*aro("VG-Relation")), "attribute": lang.tr(*aro("VG-Attribution")),
+            "exchange": ""}
     for kind in clip_eval.PROBES:
         rows.append(row(f"sac de mots\u00a0: {probe_name(kind)}", f"bag of words: {probe_name(kind)}",
-                        lambda n: pct(results[n]["probe"][kind]), refs[kind]))
-    rows.append(row("écart entre modalités (initialisation\u00a0: " + lang.number(init_geometry["gap"], 2) + ")",
-                    "modality gap (initialisation: " + lang.number(init_geometry["gap"], 2) + ")",
-                    lambda n: lang.number(results[n]["geometry"]["gap"], 2),
-                    lang.tr("0,82 (CLIP, Liang et al.)", "0.82 (CLIP, Liang et al.)")))
-    return markdown_table(headers, rows, align="l" + "r" * len(names) + "l")
+                        share("probe", kind), refs[kind]))
+    init = num(init_geometry["gap"])
+    rows.append(row(f"écart entre modalités, initialisation à {init}", f"modality gap, {init} at initialisation",
+                    gap, lang.tr(f"CLIP\u00a0: {num(pub['gap'])}, Liang et al.",
+                                 f"CLIP: {num(pub['gap'])}, Liang et al.")))
+    return markdown_table(headers, rows)
 
 
-def real_weights_note(pool, limit: int = 500) -> str:
-    """One sentence for the real-weights section: CLIP ViT-B/32's ranking on our images, or why it did not run."""
+def real_weights_ranking(pool, limit: int = 500):
+    """CLIP ViT-B/32's caption ranking on our images as a share with its interval, or ``None`` when
+    the weights are not on this machine (nothing is downloaded)."""
     if not pretrained.clip_available():
-        return lang.tr(
-            "Les poids de openai/clip-vit-base-patch32 ne sont pas sur cette machine\u00a0: cette section n'a pas été exécutée.",
-            "The weights of openai/clip-vit-base-patch32 are not on this machine: this section was not run.")
+        return None
     model, processor = pretrained.load_clip()
-    order = pretrained.world_caption_ranking(model, processor, pool.subset(range(min(limit, len(pool)))))["order"]
-    return lang.tr(
-        f"Sur nos images, CLIP ViT-B/32 range les trois légendes dans le bon ordre pour {lang.percent(order, 1)} d'entre elles.",
-        f"On our images, CLIP ViT-B/32 puts the three captions in the right order for {lang.percent(order, 1)} of them.")
+    result = pretrained.world_caption_ranking(model, processor, pool.subset(range(min(limit, len(pool)))))
+    return intervals.share(int(round(result["order"] * result["n"])), result["n"])
+
+
+def real_weights_result(share) -> str:
+    """The measured share in words, or why there is none."""
+    if share is None:
+        return lang.tr("non mesuré, faute des poids sur cette machine",
+                       "not measured, the weights are not on this machine")
+    return share_text(share)

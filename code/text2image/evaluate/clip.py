@@ -4,6 +4,12 @@ caption ranking, retrieval, the bag-of-words probe and the geometry of the embed
 Every protocol takes a model and a pool of world examples whose ground truth is
 exact, and the pure scoring parts (recall@k, probe accuracy, ranking order) work
 on plain similarity arrays, so tests can check them on hand-built matrices.
+
+The protocols run on any split: ``test`` for the chapter's tables, and the
+held-out compositions (``heldout_pairs``, ``heldout_relations``), where the
+probes meet colour-shape pairs and relations that no training caption states.
+:func:`share_of` turns any proportion of an analysis back into ``k`` of ``n``
+with its 95 % Wilson interval.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from text2image.evaluate import intervals
 from text2image.models import clip as M
 from text2image.models.clip import Template
 from text2image.world import captions as C
@@ -126,10 +133,17 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
 
 @torch.no_grad()
 def zero_shot_report(model, p: Pool, attributes: Sequence[str] = ATTRIBUTES, family: str = "ensemble") -> dict:
-    """Per attribute: labels, accuracy and confusion matrix with the prompt ``family``, and the accuracy of every family."""
+    """Per attribute: labels, accuracy and confusion matrix with the prompt ``family``, and the accuracy of
+    every family.
+
+    An attribute whose images the pool lacks (``heldout_relations`` holds relation
+    scenes only) is left out of the report.
+    """
     report = {}
     for attribute in attributes:
         sub = zero_shot_pool(p, attribute)
+        if not len(sub):
+            continue
         names, truth = labels_of(sub, attribute)
         z = M.embed_images(model, sub.images)
         accuracy = {}
@@ -163,7 +177,7 @@ def retrieval(model, p: Pool, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
     """Image-to-text and text-to-image recall@k on the pool (identical captions count as the same text)."""
     sim = (M.embed_images(model, p.images) @ M.embed_texts(model, p.captions).T).numpy()
     _, text_group = np.unique(p.captions, return_inverse=True)
-    out = {}
+    out = {"n": len(p)}
     for k in ks:
         out[f"i2t_r{k}"] = recall_at_k(sim, k, groups=text_group)
         out[f"t2i_r{k}"] = recall_at_k(sim.T, k)
@@ -261,13 +275,18 @@ def probe_accuracy(scores: np.ndarray) -> float:
 
 
 def probe(model, p: Pool, kinds: Sequence[str] = PROBES) -> dict[str, float]:
+    """Accuracy of each probe, with its number of items (``<kind>_n``) and of exact ties (``<kind>_ties``)."""
     out = {}
     for kind in kinds:
         keep, pairs = probe_items(p, kind)
+        if not pairs:
+            continue
         z = M.embed_images(model, p.images[keep])
         t = M.embed_texts(model, [c for pair in pairs for c in pair]).reshape(len(pairs), 2, -1)
-        out[kind] = probe_accuracy(torch.einsum("nd,nkd->nk", z, t).numpy())
+        scores = torch.einsum("nd,nkd->nk", z, t).numpy()
+        out[kind] = probe_accuracy(scores)
         out[f"{kind}_n"] = len(pairs)
+        out[f"{kind}_ties"] = int((scores[:, 0] == scores[:, 1]).sum())
     return out
 
 
@@ -296,10 +315,29 @@ def raw_geometry(model, p: Pool, inner: int = 1) -> dict[str, dict]:
             "hidden_eos": shell(pooled), "hidden_inner": shell(hidden[:, inner])}
 
 
+def bootstrap_gap(image_emb: torch.Tensor, text_emb: torch.Tensor, draws: int = 1000,
+                  seed: int = 0) -> tuple[float, float]:
+    """A 95 % percentile bootstrap interval of :func:`modality_gap`, resampling the image-caption pairs."""
+    zi, zt = F.normalize(image_emb, dim=-1).double(), F.normalize(text_emb, dim=-1).double()
+    n = len(zi)
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for start in range(0, draws, 100):  # 100 resamples at a time: a (100, n) matrix of counts
+        idx = rng.integers(0, n, (min(100, draws - start), n))
+        counts = torch.zeros(len(idx), n, dtype=torch.float64)
+        counts.scatter_add_(1, torch.as_tensor(idx), torch.ones(idx.shape, dtype=torch.float64))
+        gaps.append(((counts @ zi - counts @ zt) / n).norm(dim=-1))
+    lo, hi = np.percentile(torch.cat(gaps).numpy(), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 @torch.no_grad()
 def geometry(model, p: Pool) -> dict[str, float]:
+    """The modality gap (with its bootstrap interval) and the mean cosine of true pairs."""
     zi, zt = M.embed_images(model, p.images), M.embed_texts(model, p.captions)
-    return {"gap": modality_gap(zi, zt), "cos_pairs": float((zi * zt).sum(-1).mean())}
+    lo, hi = bootstrap_gap(zi, zt)
+    return {"gap": modality_gap(zi, zt), "gap_lo": lo, "gap_hi": hi,
+            "cos_pairs": float((zi * zt).sum(-1).mean())}
 
 
 def slerp_path(model, start: str, end: str, p: Pool, steps: int = 7, k: int = 1) -> list[dict]:
@@ -319,6 +357,25 @@ def slerp_path(model, start: str, end: str, p: Pool, steps: int = 7, k: int = 1)
     return out
 
 
+def path_switches(path: Sequence[dict], p: Pool,
+                  attributes: Sequence[str] = ("size", "shape", "colour")) -> dict[str, list[float]]:
+    """Where each attribute of the retrieved images changes along a path: the ``t`` of every change.
+
+    The attribute of a point is that of the object of its nearest image (a point
+    whose nearest image holds several objects counts as a change, both ways).
+    """
+    def value(point, attribute):
+        objects = p.examples[point["image"]].scene.objects
+        return getattr(objects[0], attribute) if len(objects) == 1 else None
+
+    out = {}
+    for attribute in attributes:
+        values = [value(point, attribute) for point in path]
+        out[attribute] = [path[k]["t"] for k in range(1, len(path))
+                          if values[k] != values[k - 1] or values[k] is None]
+    return out
+
+
 # ----------------------------------------------------------------------------- during training
 
 def training_metrics(model, p: Pool) -> dict[str, float]:
@@ -327,8 +384,9 @@ def training_metrics(model, p: Pool) -> dict[str, float]:
     zs = zero_shot_report(model, p, ("shape", "colour"))
     for attribute, r in zs.items():
         out[f"zero_shot_{attribute}"] = r["accuracy"]
-    out.update({f"probe_{k}": v for k, v in probe(model, p).items() if not k.endswith("_n")})
-    out.update(geometry(model, p))
+    out.update({f"probe_{k}": v for k, v in probe(model, p).items() if k in PROBES})
+    zi, zt = M.embed_images(model, p.images), M.embed_texts(model, p.captions)
+    out.update({"gap": modality_gap(zi, zt), "cos_pairs": float((zi * zt).sum(-1).mean())})
     out.update(retrieval(model, p, ks=(1,)))
     out["logit_scale"] = float(model.logit_scale.detach().exp().clamp(max=100.0))
     return out
@@ -337,7 +395,7 @@ def training_metrics(model, p: Pool) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the chapter's report
 
 def analyse(model, p: Pool, seed: int = 0) -> dict:
-    """Everything the chapter reports for one model on one pool of test examples."""
+    """Everything the chapter reports for one model on one pool of examples (of any split)."""
     return {"zero_shot": zero_shot_report(model, p), "ranking": caption_ranking(model, p, seed),
             "retrieval": retrieval(model, p), "probe": probe(model, p), "geometry": geometry(model, p),
             "raw": raw_geometry(model, p)}
@@ -350,7 +408,71 @@ def best_template(report: dict, attribute: str, exclude: Sequence[str] = ()) -> 
     return name, by[name]
 
 
-ANALYSIS_VERSION = "1"  # bump when a protocol changes: cached analyses are then recomputed
+# ----------------------------------------------------------------------------- intervals
+
+def share_of(result: dict, group: str, key: str, family: str | None = None) -> intervals.Share:
+    """A proportion of an :func:`analyse` result as ``k`` of ``n`` with its 95 % Wilson interval.
+
+    ``group`` is ``zero_shot`` (``key``: an attribute; ``family``: a prompt family
+    other than the chosen one), ``probe`` (a probe), ``ranking`` or ``retrieval``
+    (a key of those reports). ``p`` is the measured value itself: a probe counts
+    an exact tie as half a success, so its ``k`` may be a half, and the interval
+    is computed from that ``k`` (``Share.k`` holds it rounded).
+    """
+    part = result[group]
+    if group == "zero_shot":
+        value = part[key]["by_template"][family] if family else part[key]["accuracy"]
+        n = part[key]["n"]
+    elif group == "probe":
+        value, n = part[key], part[f"{key}_n"]
+    else:
+        value, n = part[key], part["n"]
+    lo, hi = intervals.wilson(min(n, max(0.0, value * n)), n)
+    return intervals.Share(int(round(value * n)), int(n), float(value), lo, hi)
+
+
+def class_share(report: dict, attribute: str, labels: Sequence[str]) -> intervals.Share:
+    """Zero-shot accuracy over the images whose true class is one of ``labels`` (read from the confusion matrix).
+
+    What lets a held-out split, whose images hold only some classes, be set
+    against the test split on the same classes.
+    """
+    r = report[attribute]
+    rows = [r["labels"].index(label) for label in labels]
+    counts = np.asarray(r["confusion"])
+    return intervals.share(int(sum(counts[i, i] for i in rows)), int(counts[rows].sum()))
+
+
+def heldout_labels(attribute: str) -> list[str]:
+    """The classes of ``attribute`` that the held-out colour-shape pairs use (``shape`` or ``colour``)."""
+    index = {"colour": 0, "shape": 1}[attribute]
+    return sorted({pair[index] for pair in splits.HELDOUT_PAIRS})
+
+
+def heldout_in_negatives(examples: Sequence[splits.Example]) -> dict[str, int]:
+    """How many of the hard negative captions of ``examples`` state a held-out composition.
+
+    No training caption or image is held out, but a negative is made by editing
+    a caption, and the edit can land on a held-out pair ("a red circle and a
+    blue triangle" swapped) or relation: such a composition then reaches the
+    model as a caption it must reject.
+    """
+    out = {"negatives": 0, "heldout": 0, "pairs": 0, "relations": 0}
+    for e in examples:
+        for text in M.hard_negatives(e.caption, e.scene).values():
+            prompt = C.parse(text).prompt
+            out["negatives"] += 1
+            pairs = bool(splits.pairs_of(prompt) & set(splits.HELDOUT_PAIRS))
+            relation = splits.relation_of(prompt) in splits.HELDOUT_RELATIONS
+            out["heldout"] += pairs or relation
+            out["pairs"] += pairs
+            out["relations"] += relation
+    return out
+
+
+# ----------------------------------------------------------------------------- cache
+
+ANALYSIS_VERSION = "2"  # bump when a protocol changes: cached analyses are then recomputed
 
 
 def _jsonable(value):
