@@ -428,3 +428,17 @@ def test_shipped_checkpoints_reproduce_their_manifest(monkeypatch):
         val = R.image_tokens("val", 256, "cpu")
         measured = R.token_losses(model, val)
         assert measured["val_image_loss"] == pytest.approx(manifest["metrics"]["val_image_loss"], abs=0.1)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_the_cache_changes_the_speed_not_the_codes(name):
+    model = tiny(name, spread=0.3)
+    for sampling in (P.Sampling(), P.Sampling(guidance=2.0)):
+        cached = P.seeded_codes(model, PROMPTS, 4, sampling)
+        assert torch.equal(cached, P.seeded_codes(model, PROMPTS, 4, sampling, use_cache=False))
+
+
+def test_speed_splits_the_time_of_a_call(trained, project):
+    measured = R.speed("dalle", "smoke", P.Sampling(candidates=2), prompts=3)
+    assert measured["images_per_second"] > 0 and measured["sequences_per_second"] > 0
+    assert min(measured["codes_seconds"], measured["decode_seconds"], measured["rerank_seconds"]) > 0

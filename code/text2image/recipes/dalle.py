@@ -371,6 +371,29 @@ def top_k_sweep(name: str, profile: str | None = None, values: Sequence[int | No
     return sweep(name, "top_k", values, profile, **kw)
 
 
+def speed(name: str, profile: str | None = None, sampling: P.Sampling | None = None, use_cache: bool = True,
+          prompts: int = 50, seed: int = 0) -> dict[str, float]:
+    """Images per second of one call on ``prompts`` prompts of the benchmark (its chunk size), on this
+    machine: drawing the codes (all candidates), decoding them, reranking; and the same split in seconds."""
+    import time
+
+    profile = profiles.check(profile) if profile else profiles.current()
+    sampling = sampling or DEFAULT_SAMPLING
+    texts = B.prompt_set(profile)["pair"][:prompts]
+    pipe = pipeline(name, profile, sampling)
+    started = time.perf_counter()
+    codes = P.seeded_codes(pipe.model, texts, seed, sampling, use_cache)
+    drawn = time.perf_counter()
+    images = P.decode_codes(pipe.vq, codes.flatten(0, 1)).reshape(len(texts), sampling.candidates, 32, 32, 3)
+    decoded = time.perf_counter()
+    if sampling.candidates > 1:
+        P.rerank(pipe.clip, texts, images)
+    done = time.perf_counter()
+    return {"images_per_second": len(texts) / (done - started), "codes_seconds": drawn - started,
+            "decode_seconds": decoded - drawn, "rerank_seconds": done - decoded,
+            "sequences_per_second": codes.shape[0] * codes.shape[1] / (drawn - started)}
+
+
 def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None = None, prompts: int = 20,
               samples: int = 8, seed: int = 0) -> dict[str, float]:
     """How different the draws for one prompt are: the mean share of the 64 codes that differ between two
