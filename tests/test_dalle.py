@@ -17,6 +17,7 @@ from text2image.models import autoencoders as ae
 from text2image.models import clip as M
 from text2image.models import dalle as D
 from text2image.pipelines import dalle as P
+from text2image.pipelines import real_dalle_mini as RD
 from text2image.recipes import dalle as R
 from text2image.train import Trainer
 from text2image.world import splits
@@ -442,3 +443,70 @@ def test_speed_splits_the_time_of_a_call(trained, project):
     measured = R.speed("dalle", "smoke", P.Sampling(candidates=2), prompts=3)
     assert measured["images_per_second"] > 0 and measured["sequences_per_second"] > 0
     assert min(measured["codes_seconds"], measured["decode_seconds"], measured["rerank_seconds"]) > 0
+
+
+# ----------------------------------------------------------------------------- the real weights path (min-dalle)
+
+TINY_MIN_DALLE = dict(layers=1, heads=2, d_model=16, glu=32, text_vocab=40, image_vocab=RD.VQGAN_CODES)
+
+
+@pytest.fixture(scope="module")
+def min_dalle_folder(tmp_path_factory):
+    """A tiny random dalle-mini saved as min-dalle ships it (pickled BART halves, BPE files), the VQGAN at its
+    one fixed size as safetensors."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("min-dalle")
+    words = ["Ġ" + w for w in ("a", "red", "circle", "blue", "square")] + list("abcdeilqrsuĠ")
+    vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>", *dict.fromkeys(words)])}
+    (folder / "vocab_mini.json").write_text(json.dumps(vocab))
+    (folder / "merges_mini.txt").write_text("#version: 0.2\nĠ r\nĠr e\nĠre d\n")
+    torch.manual_seed(0)
+    encoder, decoder, detokenizer = RD.build(dict(TINY_MIN_DALLE, text_vocab=len(vocab)))
+    torch.save(encoder.state_dict(), folder / "encoder_mini.pt")
+    torch.save(decoder.state_dict(), folder / "decoder_mini.pt")
+    (folder / "vqgan").mkdir()
+    save_file({k: v.contiguous() for k, v in detokenizer.state_dict().items()}, str(folder / "vqgan/detoker.safetensors"))
+    return folder, dict(TINY_MIN_DALLE, text_vocab=len(vocab))
+
+
+def test_the_real_dalle_mini_refuses_pickles_and_never_downloads_unasked(min_dalle_folder, tmp_path, monkeypatch):
+    folder, sizes = min_dalle_folder
+    monkeypatch.setattr(RD, "download", lambda *a, **k: pytest.fail("downloaded without being asked"))
+    with pytest.raises(RD.WeightsUnavailable, match="pickles .*encoder_mini.pt.*never loaded.*convert"):
+        RD.load(folder, sizes=sizes)
+    with pytest.raises(RD.WeightsUnavailable, match="downloading was not allowed.*allow_download=True"):
+        RD.load(tmp_path, sizes=sizes)
+    assert not RD.available(tmp_path)
+
+
+def test_the_real_dalle_mini_runs_a_tiny_random_model_saved_locally(min_dalle_folder):
+    folder, sizes = min_dalle_folder
+    written = RD.convert(folder)
+    assert {p.name for p in written} == {"encoder.safetensors", "decoder.safetensors", "vocab.json", "merges.txt"}
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    model = RD.load(folder, sizes=sizes, device="cpu")
+    assert (torch.is_grad_enabled(), torch.get_num_threads()) == (grad, threads)  # min-dalle's import undone
+    vocab = json.loads((folder / "dalle_bart_mini/vocab.json").read_text())
+    tokens = model.tokens("a red circle")  # BART's BPE: [BOS], the merged "Ġred", the letters of the rest, [EOS]
+    assert tokens[0] == vocab["<s>"] and tokens[-1] == vocab["</s>"] and vocab["Ġred"] in tokens
+    sampling = P.Sampling(top_k=64, guidance=4.0, candidates=2)
+    codes = model.codes("a red circle", 3, sampling)
+    assert codes.shape == (2, RD.IMAGE_TOKENS) and int(codes.min()) >= 0 and int(codes.max()) < RD.VQGAN_CODES
+    assert torch.equal(codes, model.codes("a red circle", 3, sampling))
+    assert not torch.equal(codes, model.codes("a red circle", 4, sampling))
+    image = model.decode(codes[:1])
+    assert image.shape == (1, RD.IMAGE_SIZE, RD.IMAGE_SIZE, 3) and image.dtype == np.uint8
+    best, scores, pick = RD.rerank_with(lambda im, t: np.array([[0.1], [0.7], [0.3]]), "a red circle",
+                                        np.stack([image[0]] * 3))
+    assert pick == 1 and scores.shape == (3,)
+    with pytest.raises(P.SamplingError, match="empty"):
+        model.codes(" ", 0)
+
+
+def test_the_published_sizes_are_dalle_minis():
+    sizes = RD.published_parameters("mini")
+    assert RD.PUBLISHED["mini"]["layers"] == 12 and RD.PUBLISHED["mini"]["d_model"] == 1024
+    assert 0.40e9 < sizes["encoder"] + sizes["decoder"] < 0.47e9  # "0.4B parameters"
+    assert 40e6 < sizes["vqgan"] < 50e6
+    assert 2.5e9 < RD.published_parameters("mega")["total"] < 2.7e9  # DALL·E mega: 2.6B
