@@ -63,17 +63,19 @@ VAL_EXAMPLES = {"smoke": 32, "cpu": 1024, "gpu": 4096}  # validation captions of
 EVAL_PROMPTS = {"smoke": 8, "cpu": 128, "gpu": 512}     # validation prompts drawn once and read by the oracle
 
 # The cpu recipes train in at most 50 minutes each on ONE thread of this machine (2 cores, AVX-512). Measured
-# with 20 Trainer steps of the cpu configs below (OMP_NUM_THREADS=1, batch 32, median of steps 3-20, process
-# CPU time; the other core was busy, and wall time under that load was 2.5x longer):
-#   dalle-mini (BART 2+2 layers, d_model 192, 2.16M parameters): 0.26 s per step -> 4,000 steps in 18 min;
-#   dalle (GPT-2 5 layers, d_model 192, 2.30M parameters):       0.66 s per step -> 4,000 steps in 44 min;
-# plus about 1 minute of evaluations each, and once for both, about 4 minutes to tokenise the 128,000
-# training examples (525 images/s). Batch 64 took 0.61 s and 1.41 s a step: batch 32 gives as many
-# examples a minute and twice the updates. Both recipes share steps and batch (the comparison's budget).
-CPU = dict(steps=4000, batch_size=32, lr=1e-3, warmup=200)
+# with the Trainer on the cpu configs below (OMP_NUM_THREADS=1, batch 32, process CPU time; the other core
+# busy with other trainings, where wall time was 2.5-3.5x longer):
+#   dalle-mini (BART 2+2 layers, d_model 192, 2.16M parameters): median step 0.26-0.28 s (steps 3-20 of 20),
+#     mean 0.33 s over a 120-step run -> 3,600 steps in 16-20 min;
+#   dalle (GPT-2 5 layers, d_model 192, 2.30M parameters): median step 0.66-0.71 s, mean 0.82 s over a
+#     60-step run (start-up included) -> 3,600 steps in 40-49 min;
+# plus about a minute of evaluations each, and, once for both, about 3 minutes to tokenise the 115,200
+# training examples (the VQ encoder: 1.2 ms an image). Batch 64 took 0.61 s and 1.41 s a step: batch 32
+# gives as many examples a minute and twice the updates. Both recipes share steps and batch.
+CPU = dict(steps=3600, batch_size=32, lr=1e-3, warmup=200)
 SMOKE = dict(steps=6, batch_size=8, lr=1e-3, warmup=1)
 GPU = dict(steps=20000, batch_size=256, lr=5e-4, warmup=500)
-EXAMPLES = {"smoke": 256, "cpu": 128_000, "gpu": 1_000_000}  # tokenised training examples (cpu: one epoch)
+EXAMPLES = {"smoke": 256, "cpu": 115_200, "gpu": 1_000_000}  # tokenised training examples (cpu: one epoch)
 DROP_CAPTION = 0.1  # share of captions replaced by the empty one (dalle-mini's super-conditioning needs some)
 
 
@@ -323,9 +325,10 @@ def pipeline(name: str, profile: str | None = None, sampling: P.Sampling | None 
         raise KeyError(f"no DALL·E model named {name!r}; the models are: {', '.join(NAMES)}")
     profile = profiles.check(profile) if profile else profiles.current()
     sampling = sampling or DEFAULT_SAMPLING
+    device = pick_device()  # CUDA when there is one: sampling, decoding and reranking all run there
     model, _ = load_or_train(name, profile, progress=True)
-    clip = load_or_train(judge, profile, progress=False)[0] if sampling.candidates > 1 else None
-    return P.DallePipeline(model, tokenizer_model(profile), clip, sampling)
+    clip = load_or_train(judge, profile, progress=False)[0].to(device) if sampling.candidates > 1 else None
+    return P.DallePipeline(model.to(device), tokenizer_model(profile).to(device), clip, sampling)
 
 
 def settings(name: str, profile: str, sampling: P.Sampling, judge: str = JUDGE) -> dict:
