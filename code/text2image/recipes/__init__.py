@@ -31,7 +31,7 @@ from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
-RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip")
+RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip", "text2image.recipes.dalle")
 
 
 class UnknownRecipe(LookupError):
