@@ -41,9 +41,12 @@ def _train(args: argparse.Namespace) -> int:
         return 1
     for name in names:
         recipes.get(name)  # an unknown name fails before anything trains
+    from text2image.train import is_main_process
+
     for name in names:
         folder = recipes.train(name, args.profile, device=args.device, wait=args.wait)
-        print(f"{name}: checkpoint written to {folder}")
+        if is_main_process(args.device):  # under accelerate launch, the first process speaks for all
+            print(f"{name}: checkpoint written to {folder}")
     return 0
 
 

@@ -84,6 +84,15 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def is_main_process(device: str | None = None) -> bool:
+    """Whether this is the first (or only) process of a run; under ``accelerate launch`` the others only help."""
+    from accelerate import PartialState
+
+    # the same ``cpu`` flag as the run's Accelerator: on a machine without CUDA, several processes are
+    # data parallel on the CPU only with it
+    return PartialState(cpu=pick_device(device).type == "cpu").is_main_process
+
+
 def accelerator_for(device: torch.device):
     """The ``accelerate.Accelerator`` of a run: bf16 on CUDA, full precision on CPU (where bf16 is slow
     and changes results); the processes and their devices are those ``accelerate launch`` started."""
@@ -169,21 +178,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
         random.setstate(state["python"])
 
 
-def _rng_to_disk(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch": state["torch"], "rng.numpy": torch.from_numpy(state["numpy"][1].astype(np.int64))}
-    tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(state["cuda"])})
+def _rng_to_disk(state: dict[str, Any], prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {f"{prefix}rng.torch": state["torch"],
+               f"{prefix}rng.numpy": torch.from_numpy(state["numpy"][1].astype(np.int64))}
+    tensors.update({f"{prefix}rng.cuda.{i}": s for i, s in enumerate(state["cuda"])})
     kind, _, pos, has_gauss, gauss = state["numpy"]
     version, values, gauss_next = state["python"]
     return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(gauss)],
                      "python": [version, list(values), gauss_next]}
 
 
-def _rng_from_disk(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def _rng_from_disk(tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """The generators of a saved state (a state written before NumPy and Python were saved restores torch only)."""
-    state: dict[str, Any] = {"torch": tensors.pop("rng.torch"), "numpy": None, "python": None}
-    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
-    state["cuda"] = [tensors.pop(k) for k in cuda]
-    keys = tensors.pop("rng.numpy", None)
+    state: dict[str, Any] = {"torch": tensors[f"{prefix}rng.torch"], "numpy": None, "python": None}
+    cuda = sorted((k for k in tensors if k.startswith(f"{prefix}rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    state["cuda"] = [tensors[k] for k in cuda]
+    keys = tensors.get(f"{prefix}rng.numpy")
     if keys is not None and "numpy" in meta:
         kind, pos, has_gauss, gauss = meta["numpy"]
         state["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
@@ -214,7 +224,8 @@ class Trainer:
         self.device = self.accelerator.device
         self.processes, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        seed_everything(config.seed)
+        # each process draws its own random numbers (its share of the VAE's samples), the first as one process would
+        seed_everything(config.seed + self.rank)
         self.model = model.to(self.device)
         self.loss_fn, self.batch_fn, self.eval_fn = loss_fn, batch_fn, eval_fn
         self._loss_module = self.accelerator.prepare_model(_LossModule(self.model, loss_fn))
@@ -255,8 +266,13 @@ class Trainer:
         paths.recover_dir(final)
 
     def save_state(self, rng: dict[str, Any] | None = None, pending_eval: bool = False) -> None:
-        """Model, optimizer and random generators after step ``self.step``, written beside the old state,
-        fsynced, then swapped in (a kill at any instant leaves a whole state)."""
+        """Model, optimizer and random generators (of every process) after step ``self.step``, written beside
+        the old state, fsynced, then swapped in (a kill at any instant leaves a whole state)."""
+        rngs = [rng or rng_state()]
+        if self.processes > 1:
+            from accelerate.utils import gather_object
+
+            rngs = gather_object(rngs)  # in process order
         if not self.is_main:
             return
         final = self.run_dir / STATE_DIR
@@ -264,10 +280,14 @@ class Trainer:
         model_state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         (temp / "model.safetensors").write_bytes(save(model_state))
         tensors, scalars = _flatten_optimizer(self.optimizer)
-        rng_tensors, rng_meta = _rng_to_disk(rng or rng_state())
-        (temp / "optimizer.safetensors").write_bytes(save({**tensors, **rng_tensors}))
+        rng_meta = {}
+        for rank, state in enumerate(rngs):
+            rng_tensors, rng_meta[rank] = _rng_to_disk(state, prefix=f"rank{rank}." if rank else "")
+            tensors.update(rng_tensors)
+        (temp / "optimizer.safetensors").write_bytes(save(tensors))
         meta = {"step": self.step, "seconds": self.seconds, "optimizer": scalars, "config": asdict(self.config),
-                "rng": rng_meta, "pending_eval": pending_eval}
+                "rng": rng_meta[0], "rng_of_process": {str(r): m for r, m in rng_meta.items() if r},
+                "pending_eval": pending_eval}
         (temp / "trainer.json").write_text(json.dumps(meta, default=str))
         paths.swap_dir(temp, final)
 
@@ -290,7 +310,12 @@ class Trainer:
             return False
         self.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.device)))
         tensors = load_file(str(folder / "optimizer.safetensors"))
-        set_rng_state(_rng_from_disk(tensors, meta.get("rng", {})))
+        mine = meta.get("rng_of_process", {}).get(str(self.rank))
+        if self.rank and mine is not None:
+            set_rng_state(_rng_from_disk(tensors, mine, prefix=f"rank{self.rank}."))
+        else:
+            set_rng_state(_rng_from_disk(tensors, meta.get("rng", {})))
+        tensors = {k: v for k, v in tensors.items() if ".rng." not in f".{k}"}
         self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         self.step, self.seconds = meta["step"], meta["seconds"]
         self._pending_eval = bool(meta.get("pending_eval"))
@@ -380,7 +405,8 @@ class Trainer:
                     batch = self.batch_fn(self.step)
                 except KeyboardInterrupt:
                     # nothing has moved yet in this step: its start is the last completed state
-                    if self.step > saved_step:
+                    # (with one process only: saving takes all of them, and the others did not stop)
+                    if self.step > saved_step and self.processes == 1:
                         self.save_state(rng=before)
                         saved_step = self.step
                     raise self._interrupted(saved_step) from None
@@ -432,6 +458,18 @@ class Trainer:
             for row in keep:
                 self._log(row)
 
+    def _keep_replicas_identical(self) -> None:
+        """Copy the first process's weights to the others: a loss that changes weights in place from its
+        share of the batch (the VQ-VAE's dead-code restarts) would otherwise make the replicas drift apart."""
+        import torch.distributed as dist
+
+        params = list(self.model.parameters())
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        dist.broadcast(flat, src=0)
+        with torch.no_grad():
+            for param, value in zip(params, flat.split([p.numel() for p in params])):
+                param.copy_(value.view_as(param))
+
     def _one_step(self, batch) -> tuple[float, dict[str, float]]:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.step)
@@ -444,6 +482,8 @@ class Trainer:
         if self.config.grad_clip:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        if self.processes > 1:
+            self._keep_replicas_identical()
         shown = self.accelerator.reduce(loss.detach(), "mean") if self.processes > 1 else loss.detach()
         return float(shown), {k: float(v) for k, v in metrics.items()}
 

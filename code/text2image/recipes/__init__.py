@@ -37,7 +37,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from text2image import checkpoints, paths, profiles
-from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
+from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer, is_main_process
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
@@ -159,11 +159,9 @@ def run_folder(name: str, profile: str) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(name: str, profile: str, wait: bool = False) -> Iterator[None]:
+def run_lock(name: str, profile: str, wait: bool = False, device: str | None = None) -> Iterator[None]:
     """Hold the lock of ``name``'s run folder; if another process holds it, stop with one line, or wait."""
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:  # the processes of one accelerate launch share the first one's lock
+    if not is_main_process(device):  # the processes of one accelerate launch share the first one's lock
         yield
         return
     path = run_folder(name, profile).with_suffix(".lock")
@@ -191,7 +189,7 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
     """
     profile = profiles.check(profile) if profile else profiles.current()
     recipe = get(name)
-    with run_lock(name, profile, wait=wait):
+    with run_lock(name, profile, wait=wait, device=device):
         return _train(recipe, profile, progress, device)
 
 
