@@ -102,3 +102,24 @@ def test_coco_caption_ranking_runs_the_real_code_path(tiny_clip, coco):
     for key in ("order", "match_over_partial", "i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5"):
         assert 0 <= result[key] <= 1
     assert result["i2t_r5"] == 1.0  # only four images: the top 5 holds them all
+
+
+def test_the_hub_is_reached_only_by_the_real_weights_module():
+    """Issue 14.11: every ``from_pretrained`` of the project's own files is local only."""
+    import ast
+    from pathlib import Path
+
+    import text2image
+
+    package = Path(text2image.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "pretrained.py" and path.parent == package:
+            continue  # the real-weights loaders: local unless the reader allows a download
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "from_pretrained":
+                local = any(k.arg == "local_files_only" and getattr(k.value, "value", None) is True
+                            for k in node.keywords)
+                if not local:
+                    offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not offenders, f"from_pretrained without local_files_only=True: {offenders}"

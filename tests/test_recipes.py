@@ -1,12 +1,19 @@
 """load_or_train: train when missing, load when present, refuse a stale recipe."""
 
+import contextlib
 import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from text2image import checkpoints, recipes
-from text2image.train import TrainConfig
+from text2image import checkpoints, paths, recipes
+from text2image.train import TrainConfig, read_log
 
 
 def toy_recipe(name="toy", lr=0.05):
@@ -30,6 +37,8 @@ def toy_recipe(name="toy", lr=0.05):
 def project(tmp_path, monkeypatch):
     (tmp_path / "_quarto.yml").write_text("project:\n  type: book\n")
     monkeypatch.setenv("TEXT2IMAGE_ROOT", str(tmp_path))
+    monkeypatch.delenv(paths.CACHE_ENV, raising=False)
+    recipes.load_all()
     monkeypatch.setitem(recipes.REGISTRY, "toy", toy_recipe())
     return tmp_path
 
@@ -105,3 +114,141 @@ def test_cli_train_writes_a_manifest(project):
     manifest = json.loads((project / "build/smoke/checkpoints/toy/manifest.json").read_text())
     assert manifest["profile"] == "smoke" and manifest["recipe"]["steps"] == 5
     assert main(["train", "nope", "--profile", "smoke"]) == 2
+
+
+# --------------------------------------------------------------------------- hardening (issue 14)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+
+def ship(project, *names):
+    """Copy shipped checkpoints into the throwaway root, where they count as shipped."""
+    for name in names:
+        if not (SHIPPED / name / checkpoints.MANIFEST).is_file():
+            pytest.skip(f"no shipped checkpoint {name}")
+        shutil.copytree(SHIPPED / name, project / "data" / "checkpoints" / name)
+    return project / "data" / "checkpoints"
+
+
+def flip_bytes(path, count=64):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    path.write_bytes(bytes(data))
+
+
+def one_line_error(call, *args, **kwargs) -> str:
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        call(*args, **kwargs)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_flipped_bytes_in_shipped_weights_stop_the_load(project):
+    """Issue 14.1: XOR of 64 bytes in ae's weights loaded silently (PSNR 38.8 -> 6.5 dB in the chapter)."""
+    root = ship(project, "ae")
+    weights = root / "ae" / "diffusion_pytorch_model.safetensors"
+    flip_bytes(weights)
+    message = one_line_error(recipes.load_or_train, "ae", "cpu", progress=False)
+    assert message.startswith(f"{weights}: corrupt or changed")
+    assert "git checkout data/checkpoints/ae" in message
+
+
+def test_a_damaged_base_is_blamed_not_its_follow_up(project):
+    """Issue 14.1: a flipped bit in clip made clip-negatives say "retrain clip-negatives"; restoring clip is the fix."""
+    root = ship(project, "clip", "clip-negatives")
+    recipes.load_or_train("clip-negatives", "cpu", progress=False)  # whole: it loads
+    flip_bytes(root / "clip" / "model.safetensors", count=1)
+    message = one_line_error(recipes.load_or_train, "clip-negatives", "cpu", progress=False)
+    assert message.startswith(f"{root / 'clip' / 'model.safetensors'}: corrupt or changed")
+    assert "git checkout data/checkpoints/clip " in message and "clip-negatives" not in message
+
+
+def test_an_incomplete_shipped_folder_is_an_error_not_a_retrain(project, capsys):
+    """Issue 14.2: deleting manifest.json started a 33-minute retrain over the intact shipped weights."""
+    recipes.load_or_train("toy", "cpu", progress=False)
+    folder = project / "data" / "checkpoints" / "toy"
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / checkpoints.MANIFEST).unlink()
+    capsys.readouterr()
+    message = one_line_error(recipes.load_or_train, "toy", "cpu", progress=False)
+    assert "incomplete checkpoint, manifest.json is missing" in message
+    assert "git checkout data/checkpoints/toy" in message
+    assert "training" not in capsys.readouterr().out
+    assert (folder / "model.safetensors").read_bytes() == weights and not (folder / checkpoints.MANIFEST).exists()
+    recipes.train("toy", "cpu", progress=False)  # the explicit command may replace them
+    recipes.load_or_train("toy", "cpu", progress=False)
+
+
+def test_the_gpu_profile_never_trains_over_the_shipped_weights(project):
+    recipes.load_or_train("toy", "cpu", progress=False)
+    shipped = project / "data" / "checkpoints" / "toy"
+    before = {p.name: p.read_bytes() for p in shipped.iterdir()}
+    _, manifest = recipes.load_or_train("toy", "gpu", progress=False)
+    assert manifest["profile"] == "gpu" and manifest["steps"] == 80
+    assert (project / "data" / "trained" / "gpu" / "toy" / "model.safetensors").is_file()
+    assert {p.name: p.read_bytes() for p in shipped.iterdir()} == before
+    assert recipes.checkpoint_folder("toy", "gpu") == project / "data" / "trained" / "gpu" / "toy"
+
+
+def test_a_manifest_edited_to_another_profile_is_refused(project):
+    """Issue 14.6: a manifest edited to another profile loaded silently, with the wrong numbers."""
+    recipes.load_or_train("toy", "cpu", progress=False)
+    path = project / "data" / "checkpoints" / "toy" / checkpoints.MANIFEST
+    path.write_text(path.read_text().replace('"profile": "cpu"', '"profile": "gpu"'))
+    message = one_line_error(recipes.load_or_train, "toy", "cpu", progress=False)
+    assert message.startswith(f"{path}: field 'profile' is 'gpu'") and "git checkout" in message
+
+
+@pytest.mark.parametrize("content, field", [("{}", "field 'name' is missing"),
+                                            ("[]", "the manifest is a JSON array, not an object")])
+def test_an_empty_manifest_names_the_file_and_the_field(project, content, field):
+    recipes.load_or_train("toy", "cpu", progress=False)
+    path = project / "data" / "checkpoints" / "toy" / checkpoints.MANIFEST
+    path.write_text(content)
+    assert one_line_error(recipes.load_or_train, "toy", "cpu", progress=False).startswith(f"{path}: {field}")
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(path):
+    """Another process holds the lock at ``path`` until the block ends (or ``release()`` is called)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+         "lock.acquire(); print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    release = holder.stdin.close
+    try:
+        yield release
+    finally:
+        if not holder.stdin.closed:
+            holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_a_second_train_of_the_same_recipe_stops_or_waits(project, capsys):
+    """Issue 14.3: two ``train`` of one recipe both trained in full, and log.csv had every row twice."""
+    from text2image.cli import main
+
+    with lock_held_by_another_process(recipes.run_folder("toy", "cpu").with_suffix(".lock")) as release:
+        with pytest.raises(recipes.RunLocked, match="being trained by another process.*--wait"):
+            recipes.train("toy", "cpu", progress=False)
+        capsys.readouterr()
+        assert main(["train", "toy", "--profile", "cpu"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "toy (cpu) is being trained by another process" in err
+        assert not (project / "data" / "checkpoints" / "toy").exists()
+        threading.Timer(1.0, release).start()
+        started = time.perf_counter()
+        assert main(["train", "toy", "--profile", "cpu", "--wait"]) == 0
+        assert time.perf_counter() - started >= 0.9
+        assert "waiting for it to finish" in capsys.readouterr().out
+    steps = [r["step"] for r in read_log(project / "data" / "checkpoints" / "toy")]
+    assert steps == sorted(set(steps))
+
+
+def test_loading_a_shipped_checkpoint_takes_no_lock(project):
+    recipes.load_or_train("toy", "cpu", progress=False)
+    with lock_held_by_another_process(recipes.run_folder("toy", "cpu").with_suffix(".lock")):
+        recipes.load_or_train("toy", "cpu", progress=False)  # someone retrains it: loading does not wait

@@ -1,5 +1,7 @@
 """The word-level tokenizer: vocabulary, special tokens, round trip, and loud unknown words."""
 
+import time
+
 import pytest
 import torch
 
@@ -53,3 +55,59 @@ def test_unknown_words_are_errors_that_name_them(prompt):
     message = str(info.value)
     assert "vocabulary is" in message and "circle" in message
     assert ("purple" in message) or ("blob" in message) or ("unk" in message.lower())
+
+
+# --------------------------------------------------------------------------- refused captions, local loading (issue 14)
+
+def test_a_caption_longer_than_the_encoders_limit_is_refused_with_both_numbers():
+    """Issue 14.12: a caption over 32 tokens passed the tokenizer and failed deep inside transformers."""
+    long = " and ".join(["a small red circle"] * 7)  # 7 x 4 words + 6 "and" = 34 words, 36 tokens
+    for prompt in (long, ["a red circle", long]):
+        with pytest.raises(text.CaptionError) as error:
+            text.tokenizer()(prompt)
+        message = str(error.value)
+        assert "\n" not in message and "36 tokens" in message and f"the limit is {text.MAX_LENGTH}" in message
+    with pytest.raises(text.CaptionError):
+        text.encode([long])
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\t\n", ["a red circle", " "]])
+def test_an_empty_caption_is_refused(prompt):
+    """Issue 14.12: empty or whitespace-only captions were scored silently."""
+    with pytest.raises(text.CaptionError, match="empty caption.*found 0"):
+        text.tokenizer()(prompt)
+
+
+def test_the_longest_caption_of_the_world_fits():
+    longest = max((e.caption.text for e in splits.examples("train", 0, 2000)), key=lambda t: len(t.split()))
+    assert len(text.tokenizer()(longest)["input_ids"]) <= text.MAX_LENGTH
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection is recorded and refused."""
+    import socket
+
+    attempts = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: attempts.append(a) or (_ for _ in ()).throw(OSError("no")))
+    return attempts
+
+
+def test_a_mistyped_tokenizer_path_fails_at_once_without_the_network(tmp_path, no_network):
+    """Issue 14.11: a mistyped path meant 209 s of retries against the model hub, then a misleading error."""
+    started = time.perf_counter()
+    for path in (tmp_path / "tokenizr", "shapes-tokenizer", tmp_path):
+        with pytest.raises(FileNotFoundError) as error:
+            text.load(path)
+        assert str(path) in str(error.value) and "hub is never asked" in str(error.value)
+    assert time.perf_counter() - started < 5
+    assert no_network == []

@@ -1,6 +1,8 @@
 """The training loop: it learns, it logs, and an interrupted run resumes exactly."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -104,3 +106,99 @@ def test_non_finite_loss_is_a_clear_error(tmp_path):
     trainer = train.Trainer(new_model(), loss_fn, lambda s: torch.ones(2, 8), config(steps=3), tmp_path, device="cpu")
     with pytest.raises(FloatingPointError, match="learning rate"):
         trainer.fit(progress=False)
+
+
+# --------------------------------------------------------------------------- exact resume, crash-safe state (issue 14)
+
+def noisy_eval(model):
+    """An evaluation that draws random numbers too: a resumed run must draw the same ones."""
+    return {"probe": float(model(torch.rand(4, 8)).sum())}
+
+
+def weights_bytes(run_dir):
+    return (run_dir / "state" / "model.safetensors").read_bytes()
+
+
+def straight_run(tmp_path, **kw):
+    batch_fn, loss_fn = make_problem()
+    trainer = train.Trainer(new_model(), loss_fn, batch_fn, config(**kw), tmp_path / "straight", eval_fn=noisy_eval,
+                            device="cpu")
+    return trainer.fit(progress=False)
+
+
+@pytest.mark.parametrize("stop_in", [19, 33])  # 19: the interrupted step ends with an evaluation
+def test_ctrl_c_inside_a_step_that_draws_random_numbers_resumes_exactly(tmp_path, stop_in):
+    """Issue 14.4: resuming after Ctrl-C was not exact when the step draws random numbers (the VAE's sample)."""
+    straight = straight_run(tmp_path, eval_every=20)
+    batch_fn, loss_fn = make_problem()
+
+    def ctrl_c_in_the_loss(model, batch):
+        out = loss_fn(model, batch)  # its noise is drawn: Ctrl-C lands in the middle of the step
+        if trainer.step == stop_in:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    trainer = train.Trainer(new_model(), ctrl_c_in_the_loss, batch_fn, config(eval_every=20), tmp_path / "run",
+                            eval_fn=noisy_eval, device="cpu")
+    with pytest.raises(train.Interrupted) as error:
+        trainer.fit(progress=False)
+    # the step that was running is completed, then saved: nothing is lost, nothing is half done
+    assert json.loads((tmp_path / "run" / "state" / "trainer.json").read_text())["step"] == stop_in + 1
+    assert str(error.value) == (f"interrupted at step {stop_in + 1} of 60; state saved in {tmp_path / 'run' / 'state'};"
+                                f" the same command resumes from there")
+    resumed = train.Trainer(new_model(), loss_fn, batch_fn, config(eval_every=20), tmp_path / "run",
+                            eval_fn=noisy_eval, device="cpu")
+    final = resumed.fit(progress=False)
+    assert weights_bytes(tmp_path / "run") == weights_bytes(tmp_path / "straight")
+    assert json.loads((tmp_path / "run" / train.EVAL_JSON).read_text()) == \
+        json.loads((tmp_path / "straight" / train.EVAL_JSON).read_text())
+    assert final == straight
+    assert (tmp_path / "run" / train.LOG_CSV).read_text().count("\n") == 13  # header + one row per 5 steps
+
+
+def test_an_interrupt_in_the_middle_of_a_step_never_saves_half_of_it(tmp_path):
+    straight_run(tmp_path)
+    batch_fn, loss_fn = make_problem()
+
+    def interrupted_loss(model, batch):
+        out = loss_fn(model, batch)
+        if trainer.step == 47:
+            raise KeyboardInterrupt  # not through the Ctrl-C handler: the step is half done
+        return out
+
+    trainer = train.Trainer(new_model(), interrupted_loss, batch_fn, config(), tmp_path / "run", eval_fn=noisy_eval,
+                            device="cpu")
+    with pytest.raises(train.Interrupted, match="resumes from step 40"):
+        trainer.fit(progress=False)
+    assert json.loads((tmp_path / "run" / "state" / "trainer.json").read_text())["step"] == 40
+    train.Trainer(new_model(), loss_fn, batch_fn, config(), tmp_path / "run", eval_fn=noisy_eval,
+                  device="cpu").fit(progress=False)
+    assert weights_bytes(tmp_path / "run") == weights_bytes(tmp_path / "straight")
+
+
+def test_a_leftover_of_a_killed_save_is_cleaned_on_the_next_start(tmp_path):
+    """Issue 14.5: a leftover ``state.old`` made every later run fail with ``OSError: Directory not empty``."""
+    batch_fn, loss_fn = make_problem()
+    run = tmp_path / "run"
+    train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), run, device="cpu").fit(progress=False)
+    for leftover in ("state.old", ".state.old", ".state.new"):  # older versions' names, and this one's
+        (run / leftover).mkdir()
+        (run / leftover / "model.safetensors").write_bytes(b"half a file")
+    trainer = train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), run, device="cpu")
+    assert trainer.load_state() and trainer.step == 40
+    assert sorted(p.name for p in run.iterdir()) == ["log.csv", "state"]
+    # killed between the two renames of a save: the new state is complete, the old one aside
+    (run / "state").rename(run / ".state.new")
+    (run / ".state.old").mkdir()
+    again = train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), run, device="cpu")
+    assert again.load_state() and again.step == 40
+    assert sorted(p.name for p in run.iterdir()) == ["log.csv", "state"]
+
+
+def test_a_half_written_log_row_is_dropped_on_resume(tmp_path):
+    batch_fn, loss_fn = make_problem()
+    train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), tmp_path, device="cpu").fit(progress=False)
+    with open(tmp_path / train.LOG_CSV, "a") as handle:
+        handle.write("45,0.1")  # killed while appending
+    train.Trainer(new_model(), loss_fn, batch_fn, config(steps=40), tmp_path, device="cpu").fit(progress=False)
+    assert [r["step"] for r in train.read_log(tmp_path)] == list(range(5, 41, 5))

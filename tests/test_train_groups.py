@@ -33,7 +33,7 @@ def test_parts_get_their_learning_rate_betas_and_clipping(tmp_path):
     trainer = train.Trainer(model, loss_fn, lambda step: torch.ones(8, 4), config, tmp_path)
     critic_groups = [g for g in trainer.optimizer.param_groups if g.get("clip_alone")]
     assert {g["betas"] for g in critic_groups} == {(0.5, 0.9)}
-    trainer._one_step()
+    trainer._one_step(trainer.batch_fn(0))
     lrs = {g.get("clip_alone"): g["lr"] for g in trainer.optimizer.param_groups}
     assert lrs["critic"] == pytest.approx(0.1 * lrs[None])
     # clipped on its own, the critic's gradient keeps its norm (below 1); clipped with the generator's, it
@@ -49,7 +49,7 @@ def test_a_model_without_parts_keeps_one_clipping_and_one_rate(tmp_path):
     model = torch.nn.Linear(4, 1)
     config = train.TrainConfig(steps=1, batch_size=8, lr=1e-2, grad_clip=1.0, checkpoint_every=10)
     trainer = train.Trainer(model, lambda m, b: 1e4 * m(b).pow(2).mean(), lambda s: torch.ones(8, 4), config, tmp_path)
-    trainer._one_step()
+    trainer._one_step(trainer.batch_fn(0))
     assert {g["lr"] for g in trainer.optimizer.param_groups} == {trainer.learning_rate(0)}
     assert torch.cat([p.grad.flatten() for p in model.parameters()]).norm() == pytest.approx(1.0, rel=1e-4)
 

@@ -9,11 +9,16 @@ model of the book can take it like any tokenizer from the hub, and
 
 A word outside the vocabulary is an error that names it: a model of this world
 has never seen "purple", and silently reading it as ``[UNK]`` would hide that.
+So is a caption longer than the models' ``MAX_LENGTH`` tokens (it would fail
+deep inside transformers) and an empty one (it would be scored as if it said
+something). :func:`load` reads a saved tokenizer from a local folder only:
+a mistyped path fails at once instead of being looked up on the hub.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
@@ -28,6 +33,10 @@ MAX_LENGTH = 32  # the longest caption (five objects with sizes, Oxford comma) h
 
 class UnknownWordError(ValueError):
     """A prompt uses words the shapes world does not have."""
+
+
+class CaptionError(ValueError):
+    """A caption that is empty, or longer than the encoders' ``MAX_LENGTH`` tokens."""
 
 
 def backend() -> Tokenizer:
@@ -58,6 +67,14 @@ class ShapesTokenizer(PreTrainedTokenizerFast):
                 words = [w.lower() for w in text]
             else:
                 words = [w for w, _ in split(self.backend_tokenizer.normalizer.normalize_str(text))]
+            if not words:
+                raise CaptionError(f"empty caption {text!r}: a caption needs 1 to {MAX_LENGTH - 2} words "
+                                   f"({MAX_LENGTH} tokens with [BOS] and [EOS]); found 0")
+            if len(words) + 2 > MAX_LENGTH:
+                shown = text if isinstance(text, str) else " ".join(text)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise CaptionError(f"caption too long: {len(words) + 2} tokens with [BOS] and [EOS], the limit is "
+                                   f"{MAX_LENGTH} ({shown!r})")
             unknown |= {w for w in words if w not in vocab or w in SPECIALS}
         if unknown:
             words = " ".join(w for w in vocab if w not in SPECIALS)
@@ -80,8 +97,13 @@ def tokenizer() -> ShapesTokenizer:
 
 
 def load(path) -> ShapesTokenizer:
-    """A tokenizer saved with ``save_pretrained``."""
-    return ShapesTokenizer.from_pretrained(str(path))
+    """A tokenizer saved with ``save_pretrained`` in the folder ``path`` (local only, never the hub)."""
+    folder = Path(path)
+    if not (folder / "tokenizer.json").is_file():
+        what = "no such folder" if not folder.exists() else "no tokenizer.json there"
+        raise FileNotFoundError(f"{folder}: {what}; a tokenizer is loaded from a folder written by "
+                                f"save_pretrained (the hub is never asked)")
+    return ShapesTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def encode(texts, max_length: int = MAX_LENGTH, return_tensors: str | None = "pt"):

@@ -6,28 +6,38 @@ profile and the task (loss, batch, evaluation) of each model. It may import
 everything below it (world, models, pipelines, methods) and ``evaluate``.
 
 A recipe module registers a :class:`Recipe`; :func:`load_or_train` is what a
-chapter calls. In the ``cpu`` profile it loads the shipped checkpoint from
-``data/checkpoints/<name>/`` and trains it (with a progress bar) only when it
-is missing; ``gpu`` always retrains with the full recipe; ``smoke`` trains a
-tiny version into the git-ignored ``build/smoke/`` so tests never touch the
-shipped files. ``python -m text2image train <name> --profile gpu`` retrains.
+chapter calls. Each profile has its own home for checkpoints: ``cpu`` the
+shipped ``data/checkpoints/<name>/``, ``gpu`` the ``trained`` cache
+(``data/trained/gpu/<name>/`` in a writable clone), ``smoke`` the throwaway
+``build/smoke/checkpoints/<name>/`` (see :mod:`text2image.paths` for where the
+caches go when the checkout is read-only).
+
+Loading never trains over a checkpoint that is there: a checkpoint folder
+that is incomplete, changed or made by another recipe is an error naming the
+file and how to restore it. Only a checkpoint that is missing altogether is
+trained on demand (with a progress bar); replacing shipped weights takes an
+explicit ``python -m text2image train <name>``. One lock per run folder: a
+second ``train`` of the same recipe and profile stops with one line (or waits,
+``wait=True``), and two chapter kernels that need the same missing model train
+it once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from text2image import checkpoints, paths, profiles
-from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer
+from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer, is_main_process
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
@@ -36,6 +46,14 @@ RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2imag
 
 class UnknownRecipe(LookupError):
     """A recipe name nobody registered."""
+
+
+class RunLocked(RuntimeError):
+    """Another process is training the same recipe and profile."""
+
+
+# Inside :func:`untrained`, load_or_train builds models instead of loading or training them.
+_UNTRAINED: contextvars.ContextVar[bool] = contextvars.ContextVar("untrained", default=False)
 
 
 @dataclass
@@ -94,24 +112,89 @@ def get(name: str) -> Recipe:
     return REGISTRY[name]
 
 
-def checkpoint_folder(name: str, profile: str) -> Path:
-    """Shipped folder for cpu/gpu, a throwaway one for smoke."""
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _trained_home(name: str, profile: str) -> Path:
+    return paths.cache_dir("trained") / profile / name
+
+
+def locate(name: str, profile: str) -> Path | None:
+    """The folder holding ``name``'s checkpoint for ``profile`` (whole or not), or None when there is none.
+
+    Reads only: a shipped checkpoint is found without any write access.
+    """
+    profile = profiles.check(profile)
+    if profile == "cpu" and _has_files(checkpoints.checkpoint_dir(name)):
+        return checkpoints.checkpoint_dir(name)
+    try:
+        folder = paths.cache_dir("smoke") / "checkpoints" / name if profile == "smoke" else _trained_home(name, profile)
+    except paths.NothingWritable:
+        return None
+    return folder if _has_files(folder) else None
+
+
+def target_folder(name: str, profile: str) -> Path:
+    """Where training ``name`` for ``profile`` writes its checkpoint: the shipped folder for ``cpu`` when
+    it can be written, else the profile's cache."""
+    profile = profiles.check(profile)
     if profile == "smoke":
-        return paths.build_dir() / "smoke" / "checkpoints" / name
-    return checkpoints.checkpoint_dir(name)
+        return paths.cache_dir("smoke") / "checkpoints" / name
+    if profile == "cpu" and paths.writable(checkpoints.checkpoint_dir(name)):
+        return checkpoints.checkpoint_dir(name)
+    return _trained_home(name, profile)
+
+
+def checkpoint_folder(name: str, profile: str) -> Path:
+    """The folder of ``name``'s checkpoint for ``profile``: where it is, else where training will write it."""
+    return locate(name, profile) or target_folder(name, profile)
 
 
 def run_folder(name: str, profile: str) -> Path:
-    """Where a training run keeps its resumable state and logs (git-ignored)."""
+    """Where a training run keeps its resumable state and logs (a cache, git-ignored)."""
     if profile == "smoke":
-        return paths.build_dir() / "smoke" / "runs" / name
-    return paths.data_dir() / "runs" / f"{name}-{profile}"
+        return paths.cache_dir("smoke") / "runs" / name
+    return paths.cache_dir("runs") / f"{name}-{profile}"
 
 
-def train(name: str, profile: str | None = None, progress: bool = True, device: str | None = None) -> Path:
-    """Train ``name`` with the recipe of ``profile`` (resuming an interrupted run) and save the checkpoint."""
+@contextlib.contextmanager
+def run_lock(name: str, profile: str, wait: bool = False, device: str | None = None) -> Iterator[None]:
+    """Hold the lock of ``name``'s run folder; if another process holds it, stop with one line, or wait."""
+    if not is_main_process(device):  # the processes of one accelerate launch share the first one's lock
+        yield
+        return
+    path = run_folder(name, profile).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise RunLocked(f"{name} ({profile}) is being trained by another process (lock {path}); "
+                            f"wait for it to finish, or rerun with --wait") from None
+        print(f"{name} ({profile}): another process is training it; waiting for it to finish", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def train(name: str, profile: str | None = None, progress: bool = True, device: str | None = None,
+          wait: bool = False) -> Path:
+    """Train ``name`` with the recipe of ``profile`` (resuming an interrupted run) and save the checkpoint.
+
+    The explicit command: it replaces the checkpoint in the profile's home, the shipped one for ``cpu``.
+    """
     profile = profiles.check(profile) if profile else profiles.current()
     recipe = get(name)
+    with run_lock(name, profile, wait=wait, device=device):
+        return _train(recipe, profile, progress, device)
+
+
+def _train(recipe: Recipe, profile: str, progress: bool, device: str | None) -> Path:
+    name = recipe.name
     config = recipe.config(profile)
     model = recipe.build(profile)
     loss_fn, batch_fn, eval_fn = recipe.task(model, profile)
@@ -120,6 +203,10 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
                       description=f"{name} ({profile})")
     started = time.perf_counter()
     metrics = trainer.fit(progress=progress)
+    folder = target_folder(name, profile)
+    if not trainer.is_main:  # one process writes the checkpoint
+        trainer.accelerator.wait_for_everyone()
+        return folder
     shipped = recipe.export(trainer.model) if recipe.export else trainer.model
     manifest: dict[str, Any] = {
         "name": name,
@@ -131,62 +218,100 @@ def train(name: str, profile: str | None = None, progress: bool = True, device: 
         "samples_per_second": round(config.batch_size * trainer.step / max(trainer.seconds, 1e-9), 1),
         "data_seed": recipe.data_seed,
         "device": str(trainer.device),
+        "processes": trainer.processes,
         "parameters": sum(p.numel() for p in shipped.parameters()),
         "metrics": metrics,
     }
     if recipe.base:
         base_weights = checkpoints.weights_digest(checkpoint_folder(recipe.base, profile))
         manifest["base"] = {"name": recipe.base, "weights": base_weights}
-    folder = checkpoints.save(shipped, checkpoint_folder(name, profile), manifest)
-    for log in (LOG_CSV, EVAL_JSON):  # shipped with the weights: chapters plot the training curves
-        if (run_dir / log).is_file():
-            shutil.copyfile(run_dir / log, folder / log)
+    # the logs ship with the weights: chapters plot the training curves
+    checkpoints.save(shipped, folder, manifest, extra_files=[run_dir / LOG_CSV, run_dir / EVAL_JSON])
+    trainer.accelerator.wait_for_everyone()
     return folder
 
 
-def _stale_base(manifest: dict, profile: str) -> str | None:
-    """The current weights digest of the base a checkpoint went on from, when it is no longer the recorded one."""
+def _check(recipe: Recipe, folder: Path, profile: str) -> dict:
+    """The manifest of a checkpoint that is whole, unchanged, made by the code's recipe for ``profile``, and
+    whose base (if any) is whole and unchanged since; else one error naming the file to blame."""
+    name = recipe.name
+    manifest = checkpoints.verify(folder)
+    path = folder / checkpoints.MANIFEST
+    if manifest["name"] != name:
+        raise checkpoints.CheckpointError(f"{path}: field 'name' is {manifest['name']!r}, not {name!r}; "
+                                          f"{checkpoints.fix_hint(folder, name)}")
+    if manifest["profile"] != profile:
+        raise checkpoints.CheckpointError(
+            f"{path}: field 'profile' is {manifest['profile']!r}, but this folder holds the {profile} "
+            f"checkpoint; {checkpoints.fix_hint(folder, name)}")
+    if manifest["recipe"] != as_json(recipe.config(profile)):
+        raise checkpoints.CheckpointError(
+            f"{path}: made with another recipe than the code's {profile} recipe; "
+            f"{checkpoints.retrain_hint(name)} --profile {profile}")
     base = manifest.get("base")
-    if not base:
-        return None
-    now = checkpoints.weights_digest(checkpoint_folder(base["name"], profile))
-    return now if now != base["weights"] else None
+    if base:
+        base_folder = locate(base["name"], profile)
+        if base_folder is None:
+            raise checkpoints.CheckpointError(
+                f"{path}: trained on from {base['name']}, whose checkpoint is missing; "
+                f"{checkpoints.fix_hint(checkpoint_folder(base['name'], profile), base['name'])}")
+        checkpoints.verify(base_folder)  # a damaged base is blamed itself, not the model that goes on from it
+        now = checkpoints.weights_digest(base_folder)
+        if now != base["weights"]:
+            raise checkpoints.CheckpointError(
+                f"{path}: trained on from {base['name']} (weights {base['weights']}), "
+                f"but that checkpoint has changed since (weights {now}); "
+                f"{checkpoints.retrain_hint(name)} --profile {profile}")
+    return manifest
+
+
+def _usable(recipe: Recipe, profile: str) -> tuple[Path | None, dict | None]:
+    """``(folder, manifest)`` of a checkpoint to load, or ``(None, None)`` when one must be trained.
+
+    Only a missing checkpoint is trained, except in ``smoke``, whose throwaway
+    checkpoints are retrained whenever they no longer fit.
+    """
+    folder = locate(recipe.name, profile)
+    if folder is None:
+        return None, None
+    if profile != "smoke":
+        return folder, _check(recipe, folder, profile)
+    try:
+        return folder, _check(recipe, folder, profile)
+    except checkpoints.CheckpointError:
+        return None, None
+
+
+@contextlib.contextmanager
+def untrained() -> Iterator[None]:
+    """Within this block :func:`load_or_train` returns freshly built (exported) models and reads or trains
+    nothing: what a check of the recipes needs for the bases of follow-ups."""
+    token = _UNTRAINED.set(True)
+    try:
+        yield
+    finally:
+        _UNTRAINED.reset(token)
 
 
 def load_or_train(name: str, profile: str | None = None, progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """The model and its manifest: loaded when a checkpoint for this profile exists, else trained first.
-
-    ``gpu`` retrains unless a checkpoint made by the gpu recipe is already there.
-    """
+    """The model and its manifest: loaded from its profile's home, or trained first when it is missing there."""
     profile = profiles.check(profile) if profile else profiles.current()
     recipe = get(name)
-    folder = checkpoint_folder(name, profile)
-    lock = run_folder(name, profile).with_suffix(".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):  # two kernels (the fr and en editions) never train the same model at once
-        fresh = not (folder / checkpoints.MANIFEST).is_file()
-        if not fresh and profile == "gpu":
-            fresh = checkpoints.read_manifest(folder).get("profile") != "gpu"
-        if not fresh and profile == "smoke":  # throwaway models: retrain when the recipe or the base changed
-            manifest = checkpoints.read_manifest(folder)
-            fresh = manifest.get("recipe") != as_json(recipe.config(profile)) or _stale_base(manifest, profile)
-        if fresh:
-            print(f"{name}: no usable checkpoint for profile {profile} in {folder}; training it now")
-            train(name, profile, progress=progress)
-        manifest = checkpoints.read_manifest(folder)
-    expected = as_json(recipe.config(profile))
-    if profile != "smoke" and manifest.get("profile") == profile and manifest.get("recipe") != expected:
-        raise checkpoints.CheckpointError(
-            f"{folder / checkpoints.MANIFEST}: made with another recipe than the code's "
-            f"{profile} recipe; {checkpoints.retrain_hint(name)} --profile {profile}"
-        )
-    stale = _stale_base(manifest, profile)
-    if stale:
-        base = manifest["base"]
-        raise checkpoints.CheckpointError(
-            f"{folder / checkpoints.MANIFEST}: trained on from {base['name']} (weights {base['weights']}), "
-            f"but that checkpoint has changed since (weights {stale}); "
-            f"{checkpoints.retrain_hint(name)} --profile {profile}")
+    if _UNTRAINED.get():
+        model = recipe.build(profile)
+        model = recipe.export(model) if recipe.export else model
+        return model.eval(), {"name": name, "profile": profile, "untrained": True}
+    folder, manifest = _usable(recipe, profile)
+    if folder is None:
+        # two kernels (the fr and en editions) never train the same model at once: the second waits,
+        # then finds the first one's checkpoint
+        with run_lock(name, profile, wait=True):
+            folder, manifest = _usable(recipe, profile)
+            if folder is None:
+                print(f"{name}: no usable checkpoint for profile {profile} in {checkpoint_folder(name, profile)}; "
+                      f"training it now", flush=True)
+                folder = _train(recipe, profile, progress, None)
+                manifest = _check(recipe, folder, profile)
     template = None if recipe.model_class is not None else recipe.build(profile)
     model = checkpoints.load(recipe.model_class or torch.nn.Module, folder, model=template)
     return model, manifest

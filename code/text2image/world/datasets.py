@@ -42,7 +42,7 @@ FIXED_SIZES = {"val": 2048, "test": 10_000, "heldout_pairs": 2048, "heldout_rela
 
 
 def cache_dir():
-    return paths.data_dir() / "world"
+    return paths.cache_dir("world")  # data/world in a writable clone
 
 
 def fingerprint() -> str:
