@@ -398,8 +398,11 @@ class Trainer:
             self._evaluate()
             self._pending_eval = False
         self.model.train()
-        bar = tqdm(total=c.steps, initial=self.step, desc=self.description,
-                   disable=not progress or not self.is_main, dynamic_ncols=True, mininterval=1.0)
+        # progress=True leaves ``disable`` to tqdm's default, so TQDM_DISABLE=1 (the book's _environment,
+        # read in chapter kernels only) turns the bar off there and ``python -m text2image train`` keeps it.
+        shown = progress and self.is_main
+        bar = tqdm(total=c.steps, initial=self.step, desc=self.description, dynamic_ncols=True, mininterval=1.0,
+                   **({} if shown else {"disable": True}))
         handler = None
         if threading.current_thread() is threading.main_thread():
             handler = signal.signal(signal.SIGINT, self._on_sigint)
