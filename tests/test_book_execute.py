@@ -23,8 +23,9 @@ FIG = '''\
 ```{python}
 #| label: fig-line
 #| fig-cap: "%s"
+#| fig-alt: "%s"
 import matplotlib.pyplot as plt
-fig, ax = plt.subplots(figsize=(2, 1.5), dpi=50)
+fig, ax = plt.subplots(figsize=(2, 1.5))
 ax.plot([0, 1, 2], [0, 1, SLOPE])
 ```
 '''
@@ -35,7 +36,7 @@ def chapter(lang: str, slope: str = "4") -> str:
     title = "Une droite" if lang == "fr" else "A line"
     return (f"# {title} {{#sec-line}}\n\n```{{python}}\nSLOPE = {slope}\nname = 'deux'\n```\n\n"
             f"Texte `{{python}} name` et `{{python}} SLOPE * 2`, voir @fig-line et @tbl-nums.\n\n"
-            + FIG % caption +
+            + FIG % (caption, caption) +
             "\n## Nombres {#sec-nums}\n\n```{python}\n#| label: tbl-nums\n#| tbl-cap: " + caption +
             "\nfrom IPython.display import Markdown\nMarkdown('| a | b |\\n|---|---|\\n| 1 | 2 |')\n```\n")
 
@@ -141,7 +142,7 @@ def test_failing_cell_names_chapter_label_and_traceback_and_keeps_old_figures(tm
     (root / "book/fr/line.qmd").write_text(chapter("fr").replace("ax.plot(", "ax.plott("))
     (root / "book/en/line.qmd").write_text(chapter("en").replace("ax.plot(", "ax.plott("))
     code, _, err = run(root, capsys, langs=["en"])
-    assert code == 1 and "book/en/line.qmd:10: cell 'fig-line' (lines 10-16) failed" in err
+    assert code == 1 and "book/en/line.qmd:10: cell 'fig-line' (lines 10-17) failed" in err
     assert "AttributeError" in err
     assert (figure.read_bytes(), figure.stat().st_mtime_ns) == before
 
