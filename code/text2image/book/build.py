@@ -221,37 +221,47 @@ def _in_threads(function, items: list, workers: int) -> list:
     keeps the process alive. On ``KeyboardInterrupt`` the kernels are
     interrupted, killed after ``STOP_GRACE`` seconds (at once on a second
     Ctrl-C), the threads given a few more seconds, then ``Interrupted``
-    names the chapters that were running.
+    names the chapters that were running. The main thread waits by polling
+    what the workers report, never in ``Thread.join``: a ``KeyboardInterrupt``
+    raised inside ``join`` marks a still running thread as stopped
+    (CPython's ``_wait_for_tstate_lock`` releases the lock the thread holds).
     """
     results: dict[int, object] = {}
     errors: dict[int, BaseException] = {}
     pending = list(enumerate(items))
     lock = threading.Lock()
+    count = max(1, min(workers, len(items)))
+    finished: list[int] = []
 
     def worker() -> None:
-        while True:
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    index, item = pending.pop(0)
+                try:
+                    results[index] = function(item)
+                except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                    errors[index] = error
+        finally:
             with lock:
-                if not pending:
-                    return
-                index, item = pending.pop(0)
-            try:
-                results[index] = function(item)
-            except BaseException as error:  # noqa: BLE001 - handed to the main thread
-                errors[index] = error
+                finished.append(1)
 
-    threads = [threading.Thread(target=worker, daemon=True, name=f"t2i-edition-{n}")
-               for n in range(max(1, min(workers, len(items))))]
+    def running() -> bool:
+        with lock:
+            return len(finished) < count
+
     RUNNING.reset()
-    for thread in threads:
-        thread.start()
+    for n in range(count):
+        threading.Thread(target=worker, daemon=True, name=f"t2i-edition-{n}").start()
     try:
-        while any(thread.is_alive() for thread in threads):
-            for thread in threads:
-                thread.join(timeout=0.2)
+        while running():
+            time.sleep(0.1)
     except KeyboardInterrupt:
-        _stop(threads)
-        stopped = sorted({str(error.path) for error in errors.values() if isinstance(error, Interrupted)})
-        raise Interrupted(", ".join(stopped) if stopped else "") from None
+        _stop(running)
+        stopped = [str(errors[i].path) for i in sorted(errors) if isinstance(errors[i], Interrupted)]
+        raise Interrupted(", ".join(stopped)) from None
     finally:
         RUNNING.reset()
     for index in sorted(errors):
@@ -262,20 +272,19 @@ def _in_threads(function, items: list, workers: int) -> list:
     return [results[index] for index in range(len(items))]
 
 
-def _stop(threads: list[threading.Thread]) -> None:
+def _stop(running) -> None:
     """Interrupt every kernel, kill them after ``STOP_GRACE`` s (at once on a second Ctrl-C), wait for the threads."""
     RUNNING.interrupt()
     deadline = time.monotonic() + STOP_GRACE
     killed = False
-    while any(thread.is_alive() for thread in threads):
+    while running():
         try:
-            if not killed and time.monotonic() > deadline:
+            if time.monotonic() > deadline:
+                if killed:
+                    return  # daemon threads: they die with the process
                 RUNNING.kill()
                 killed, deadline = True, time.monotonic() + STOP_GRACE
-            elif killed and time.monotonic() > deadline:
-                return  # daemon threads: they die with the process
-            for thread in threads:
-                thread.join(timeout=0.1)
+            time.sleep(0.1)
         except KeyboardInterrupt:
             RUNNING.kill()
             killed, deadline = True, time.monotonic() + STOP_GRACE

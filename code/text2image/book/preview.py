@@ -21,9 +21,8 @@ adds (``src/project/types/book/book-bibliography.ts``
 ``bookBibliographyPostRender``): the first page holding a ``#refs`` div is
 the references page; it lists every work cited anywhere in the edition, plus
 the configuration's ``nocite`` (split at commas, as there); every other page's
-citations link to it, and their own bibliography is hidden
-(``suppress-bibliography`` here, ``display: none`` there). Without such a
-page, each page keeps its own bibliography, as in Quarto.
+citations link to it, and its own bibliography is hidden (``display: none``).
+Without such a page, each page keeps its own bibliography, as in Quarto.
 """
 
 from __future__ import annotations
@@ -301,11 +300,9 @@ class Citations:
     cited: list[str]  # every key the edition cites, and nocite's
 
     def args(self, name: str) -> list[str]:
+        """pandoc's citeproc, with Quarto's ``link-citations: true`` (``format-html-bootstrap.ts``)."""
         args = ["--citeproc", "-M", "link-citations=true", "-M", f"lang={CITE_LANG.get(self.lang, self.lang)}"]
-        args += [f"--bibliography={path}" for path in self.files]
-        if self.refs_page and name != self.refs_page:
-            args += ["-M", "suppress-bibliography=true"]
-        return args
+        return args + [f"--bibliography={path}" for path in self.files]
 
     def front(self, name: str) -> str:
         """The references page's metadata block: every key of the edition (Quarto's ``generateBibliography``)."""
@@ -314,9 +311,11 @@ class Citations:
         return "---\nnocite: |\n  " + ", ".join(f"@{key}" for key in self.cited) + "\n---\n\n"
 
     def fix_links(self, name: str, body: str) -> str:
+        """A page's citations lead to the references page, its own bibliography hidden (as Quarto does)."""
         if not self.refs_page or name == self.refs_page:
             return body
-        return CITE_LINK.sub(lambda m: f"{m.group(1)}{self.refs_page}.html{m.group(2)}{m.group(3)}", body)
+        body = CITE_LINK.sub(lambda m: f"{m.group(1)}{self.refs_page}.html{m.group(2)}{m.group(3)}", body)
+        return body.replace('<div id="refs"', '<div id="refs" style="display: none"', 1)
 
 
 CITE_LANG = {"fr": "fr-FR", "en": "en-US"}
