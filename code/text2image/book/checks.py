@@ -432,7 +432,6 @@ def figure_text(doc: Document, nb, book_dpi: float) -> list[dict]:
     and ``on_page``, the size in points that text has once the figure is
     scaled to the column (``plots.text_on_page``).
     """
-    from text2image import plots
     from text2image.book.execute import FIGURE_TEXT
 
     found = []
@@ -447,6 +446,8 @@ def figure_text(doc: Document, nb, book_dpi: float) -> list[dict]:
             raw = data["image/png"]
             png = base64.b64decode("".join(raw) if isinstance(raw, list) else raw)
             width = ((output.get("metadata") or {}).get("image/png") or {}).get("width") or png_width(png)
+            from text2image import plots  # matplotlib: only once a figure is there to judge
+
             on_page = plots.text_on_page(info["smallest_pt"], info["dpi"], width, book_dpi)
             found.append({"label": cell.label, "line": cell.line, "width_px": width, "on_page": on_page, **info})
     return found
