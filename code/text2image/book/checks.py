@@ -316,6 +316,7 @@ def check_images(doc: Document, root: Path) -> None:
     """
     from text2image.book.qmd import HTML_IMAGE, IMAGE, mask
 
+    problems = []
     for cell in doc.cells:
         if cell.kind != "markdown":
             continue
@@ -325,8 +326,10 @@ def check_images(doc: Document, root: Path) -> None:
                 path = _image_path(doc, match.group("src"), root)
                 if path is not None and not path.is_file():
                     line = cell.line + visible.count("\n", 0, match.start())
-                    raise BookError(f"{where(doc.path, line, root)}: image {match.group('src')} not found "
+                    problems.append(f"{where(doc.path, line, root)}: image {match.group('src')} not found "
                                     f"(no file {where(path, root=root)})")
+    if problems:
+        raise BookError("\n".join(problems))
 
 
 def check_alt_text(doc: Document, root: Path) -> None:
@@ -400,18 +403,19 @@ def check_citations(docs: list[Document], entries: dict | None, root: Path) -> N
     ``[WARNING] Citeproc: citation key not found``, prints **key?** in the
     page, and the render still succeeds. Here an unknown key fails the build.
     """
+    problems = []
     for doc in docs:
         for citation in doc.citations:
             if entries is None:
-                raise BookError(f"{where(doc.path, citation.line, root)}: [@{citation.name}] is a citation, but "
+                problems.append(f"{where(doc.path, citation.line, root)}: [@{citation.name}] is a citation, but "
                                 "_quarto.yml names no bibliography (bibliography: references.bib)")
-            if citation.name == "*":
-                continue
-            if citation.name not in entries:
+            elif citation.name != "*" and citation.name not in entries:
                 close = difflib.get_close_matches(citation.name, sorted(entries), n=1)
                 hint = f" (did you mean @{close[0]}?)" if close else ""
-                raise BookError(f"{where(doc.path, citation.line, root)}: @{citation.name} is no entry of "
+                problems.append(f"{where(doc.path, citation.line, root)}: @{citation.name} is no entry of "
                                 f"{', '.join(sorted({where(p, root=root) for p, _ in entries.values()}))}{hint}")
+    if problems:
+        raise BookError("\n".join(problems))
 
 
 # ---- figure text ----------------------------------------------------------------------------
