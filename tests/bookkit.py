@@ -23,7 +23,7 @@ execute:
   freeze: auto
 format:
   html:
-    fig-dpi: 50
+    fig-dpi: 110
     include-after-body: book/_language-link.html
 jupyter: python3
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bookkit import browser_check, chromium, write_book
+from bookkit import browser_check, chromium, same, write_book
 from text2image.book import build, quarto
 from text2image.book.execute import quarto_environment
 
@@ -23,8 +23,9 @@ FIG = '''\
 ```{python}
 #| label: fig-line
 #| fig-cap: "%s"
+#| fig-alt: "%s"
 import matplotlib.pyplot as plt
-fig, ax = plt.subplots(figsize=(2, 1.5), dpi=50)
+fig, ax = plt.subplots(figsize=(2, 1.5))
 ax.plot([0, 1, 2], [0, 1, SLOPE])
 ```
 '''
@@ -35,7 +36,7 @@ def chapter(lang: str, slope: str = "4") -> str:
     title = "Une droite" if lang == "fr" else "A line"
     return (f"# {title} {{#sec-line}}\n\n```{{python}}\nSLOPE = {slope}\nname = 'deux'\n```\n\n"
             f"Texte `{{python}} name` et `{{python}} SLOPE * 2`, voir @fig-line et @tbl-nums.\n\n"
-            + FIG % caption +
+            + FIG % (caption, caption) +
             "\n## Nombres {#sec-nums}\n\n```{python}\n#| label: tbl-nums\n#| tbl-cap: " + caption +
             "\nfrom IPython.display import Markdown\nMarkdown('| a | b |\\n|---|---|\\n| 1 | 2 |')\n```\n")
 
@@ -141,7 +142,7 @@ def test_failing_cell_names_chapter_label_and_traceback_and_keeps_old_figures(tm
     (root / "book/fr/line.qmd").write_text(chapter("fr").replace("ax.plot(", "ax.plott("))
     (root / "book/en/line.qmd").write_text(chapter("en").replace("ax.plot(", "ax.plott("))
     code, _, err = run(root, capsys, langs=["en"])
-    assert code == 1 and "book/en/line.qmd:10: cell 'fig-line' (lines 10-16) failed" in err
+    assert code == 1 and "book/en/line.qmd:10: cell 'fig-line' (lines 10-17) failed" in err
     assert "AttributeError" in err
     assert (figure.read_bytes(), figure.stat().st_mtime_ns) == before
 
@@ -417,3 +418,261 @@ def test_training_shows_its_bar_except_under_the_books_environment(tmp_path):
                              text=True, timeout=300, env={**env, **quarto_environment(REPO, ["en", "cpu"])})
     assert chapter.returncode == 0, chapter.stderr
     assert chapter.stderr == ""
+
+
+# ---- issue 14: threads, Ctrl-C, concurrent renders; issue 15: figure text, citations, a quiet log ----------
+
+import signal  # noqa: E402
+import textwrap  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from text2image.book import checks, execute, freeze, preview, project, qmd  # noqa: E402
+
+THREADS = '''\
+# Fils {#sec-threads}
+
+```{python}
+import os, torch
+print(torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"])
+```
+'''
+
+
+def test_every_kernel_runs_with_the_pinned_threads_and_says_so(tmp_path, capsys, monkeypatch):
+    root = write_book(tmp_path, {"fr": {"t": THREADS}, "en": {"t": THREADS}})
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # a caller's setting does not leak into the chapters
+    code, out, err = run(root, capsys, langs=["fr"], chapters=["t"])
+    assert code == 0, err
+    nb = nbformat.read(root / "build/smoke/fr/t.ipynb", as_version=4)
+    assert nb.cells[-1].outputs[0]["text"] == "1 1 1\n"
+    assert re.search(r"^fr  t\s+executed\s+[\d.]+ s  \(1 thread\)$", out, re.M)
+    assert out.rstrip().endswith("1 thread per kernel")
+    assert json.loads((root / "build/smoke/fr/t.json").read_text())["threads"] == 1
+    monkeypatch.setenv("TEXT2IMAGE_THREADS", "2")
+    code, out, err = run(root, capsys, langs=["fr"], chapters=["t"])
+    assert code == 0, err
+    assert nbformat.read(root / "build/smoke/fr/t.ipynb", as_version=4).cells[-1].outputs[0]["text"] == "2 2 2\n"
+    assert "(2 threads)" in out
+
+
+SMALL_TEXT = '''\
+# Texte {#sec-text}
+
+```{python}
+#| label: fig-fine
+#| fig-cap: "Lisible"
+#| fig-alt: "Lisible"
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.plot([0, 1]); ax.set_title("big enough")
+```
+
+```{python}
+#| label: fig-tiny
+#| fig-cap: "Petit"
+#| fig-alt: "Petit"
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.plot([0, 1]); ax.set_xlabel("tiny label", fontsize=5)
+```
+
+```{python}
+#| label: fig-wide
+#| fig-cap: "Large"
+#| fig-alt: "Large"
+fig, axes = plt.subplots(1, 6, figsize=(14, 2.5))
+for ax in axes: ax.plot([0, 1]); ax.set_title("panel", fontsize=11)
+```
+'''
+
+
+def test_a_figure_whose_text_is_too_small_in_the_column_fails(tmp_path, capsys):
+    root = write_book(tmp_path, {"fr": {"s": SMALL_TEXT}, "en": {"s": SMALL_TEXT}})
+    code, out, err = run(root, capsys, langs=["en"], chapters=["s"])
+    assert code == 1
+    lines = [line.removeprefix("error: ") for line in err.strip().splitlines()]
+    assert len(lines) == 2, err
+    assert lines[0].startswith("book/en/s.qmd:12: figure 'fig-tiny': its smallest text ('tiny label', 5 pt at "
+                               "110 dpi) shows at 5.0 pt, under the book's 9 pt")
+    assert re.match(r"book/en/s\.qmd:20: figure 'fig-wide': its smallest text \('0\.0', 10 pt at 110 dpi, "
+                    r"1\d{3} px wide in a 752 px column\) shows at [4-7]\.\d pt", lines[1])  # the tick labels
+    assert not (root / "build/smoke/en/s.json").exists()  # not frozen, figures not written
+    # what the kernel's hook saw travels in the notebook, beside each PNG
+    nb = execute.execute(qmd.parse(root / "book/en/s.qmd", root), qmd.to_notebook(qmd.parse(root / "book/en/s.qmd", root)),
+                         cwd=root / "book/en", env=execute.kernel_env(root, "smoke", "en"), timeout=300, root=root,
+                         fig_options={"fig-dpi": 110})
+    seen = {item["label"]: item for item in checks.figure_text(qmd.parse(root / "book/en/s.qmd", root), nb, 110)}
+    assert seen["fig-fine"]["smallest_pt"] >= 9 and seen["fig-fine"]["on_page"] >= 9
+    assert seen["fig-tiny"]["smallest_text"] == "tiny label" and seen["fig-tiny"]["on_page"] == 5
+    assert seen["fig-wide"]["width_px"] > 752 and seen["fig-wide"]["width_in"] == 14  # a tight bbox crops it
+
+
+def test_a_kernel_is_not_interrupted_before_its_shutdown(tmp_path, monkeypatch):
+    """jupyter_client sends SIGINT before every shutdown; a kernel between two messages then logs
+    '[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel' into the build log."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    sent = []
+    original = AsyncKernelManager._async_signal_kernel
+
+    async def spy(self, signum):
+        sent.append(signum)
+        await original(self, signum)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_signal_kernel", spy)
+    root = write_book(tmp_path, same("# A\n\n```{python}\nx = 1\n```\n\nValeur `{python} x`.\n"))
+    doc = qmd.parse(root / "book/fr/a.qmd", root)
+    execute.execute(doc, qmd.to_notebook(doc), cwd=root / "book/fr", env=execute.kernel_env(root, "smoke", "fr"),
+                    timeout=300, root=root)
+    assert sent == []
+
+
+LONG = '''\
+# Long {{#sec-long}}
+
+```{{python}}
+import os, signal, time
+{ignore}open({marker!r} + os.environ["TEXT2IMAGE_LANG"], "w").write(str(os.getpid()))
+for _ in range(1200):
+    time.sleep(0.1)
+```
+'''
+QUICK = "# Vite {#sec-quick}\n\n```{python}\nx = 1\n```\n"
+
+
+@pytest.mark.parametrize("ignore", ["", "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"], ids=["sleeps", "ignores"])
+def test_ctrl_c_stops_the_book_within_seconds_freezes_nothing_unfinished_and_says_one_line(tmp_path, ignore):
+    marker = str(tmp_path / "kernel-")
+    long = LONG.format(ignore=ignore, marker=marker)
+    root = write_book(tmp_path / "book", {"fr": {"quick": QUICK, "long": long}, "en": {"quick": QUICK, "long": long}})
+    env = {**os.environ, "PYTHONPATH": str(REPO / "code"), "TEXT2IMAGE_ROOT": str(root)}
+    env.pop("TEXT2IMAGE_DEBUG", None)
+    process = subprocess.Popen([sys.executable, "-m", "text2image", "book", "--profile", "smoke", "--no-render"],
+                               cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not all(Path(marker + lang).is_file() and Path(marker + lang).read_text() for lang in ("fr", "en")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+        pids = [int(Path(marker + lang).read_text()) for lang in ("fr", "en")]
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        stopped = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert stopped < (15 if ignore else 10), stopped  # an ignored interrupt waits for the kill (5 s), no more
+    assert err.splitlines() == ["interrupted: stopped book/fr/long.qmd, book/en/long.qmd; nothing of an unfinished "
+                                "chapter was frozen or written"], err
+    for lang in ("fr", "en"):
+        assert (root / f"build/smoke/{lang}/quick.json").is_file()  # finished before: kept
+        assert not (root / f"build/smoke/{lang}/long.json").exists()  # stopped: not frozen
+    time.sleep(0.5)
+    assert [pid for pid in pids if alive(pid)] == []  # no kernel left behind
+    if not ignore:  # the traceback, on demand
+        for lang in ("fr", "en"):
+            Path(marker + lang).unlink()
+        env["TEXT2IMAGE_DEBUG"] = "1"
+        process = subprocess.Popen([sys.executable, "-m", "text2image", "book", "--profile", "smoke", "--no-render",
+                                    "--chapter", "long", "--lang", "en"], cwd=root, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not (Path(marker + "en").is_file() and Path(marker + "en").read_text()):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130 and "Traceback (most recent call last)" in err
+        assert err.splitlines()[-1].startswith("interrupted: stopped book/en/long.qmd")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _edition(root: Path, lang: str = "fr"):
+    proj = project.load(root)
+    docs = build.parse_editions(proj)[lang]
+    return proj, docs, [qmd.to_notebook(d) for d in docs]
+
+
+def test_two_renders_at_once_never_crash_nor_show_half_a_preview(tmp_path):
+    root = write_book(tmp_path / "book", {"fr": {f"c{n}": f"# C{n}\n\nTexte {n}.\n" for n in range(4)},
+                                          "en": {f"c{n}": f"# C{n}\n\nText {n}.\n" for n in range(4)}})
+    proj, docs, notebooks = _edition(root)
+    out = tmp_path / "preview" / "fr"
+    names = [d.path.stem for d in docs]
+    errors, seen, done = [], [], threading.Event()
+
+    def writer(who: int) -> None:
+        try:
+            for round_ in range(4):
+                preview.write_edition("fr", docs, notebooks, [False] * len(docs), proj.render_config("fr", "smoke"),
+                                      out, f"{who}-{round_}", root=root)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    def reader() -> None:
+        while not done.is_set():
+            if out.exists() or seen:
+                pages = [out / f"{name}.html" for name in names] + [out / "style.css"]
+                seen.append(all(p.is_file() and (p.suffix != ".html" or p.read_text().rstrip().endswith("</html>"))
+                                for p in pages))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    watcher.join()
+    assert errors == []
+    assert seen and all(seen), f"{seen.count(False)} of {len(seen)} looks saw half a preview"
+    assert sorted(p.name for p in out.parent.iterdir()) == [".fr.lock", "fr"]  # no staging folder left behind
+
+
+CITING = {
+    "fr": "# Texte {#sec-text}\n\nComme l'a montré @known2021, et d'autres [@known2021, p.\u00a03].\n",
+    "en": "# Text {#sec-text}\n\nAs @known2021 showed, and others [@known2021, p. 3].\n",
+}
+
+
+def test_the_preview_resolves_citations_into_the_references_page(tmp_path, capsys):
+    from test_book_parse import BIB, QUARTO_BIB
+
+    chapters = {lang: {"t": CITING[lang], "references": f"# {'Références' if lang == 'fr' else 'References'} "
+                       "{.unnumbered}\n\n::: {#refs}\n:::\n"} for lang in ("fr", "en")}
+    root = write_book(tmp_path, chapters, quarto=QUARTO_BIB + "nocite: |\n  @other2020\n")
+    (root / "references.bib").write_text(BIB + BIB.replace("known2021", "other2020").replace("A Known", "Another"))
+    code, out, err = run(root, capsys, render=True)
+    assert code == 0, err
+    page = (root / "build/smoke/preview/en/t.html").read_text()
+    assert page.count('href="references.html#ref-known2021" role="doc-biblioref"') == 2
+    assert '<div id="refs" style="display: none"' in page  # hidden, as Quarto hides it: the references page shows it
+    refs = (root / "build/smoke/preview/fr/references.html").read_text()
+    assert 'id="ref-known2021"' in refs and 'id="ref-other2020"' in refs  # cited, and nocite
+    if chromium():
+        result = browser_check(root / "build/smoke/preview")
+        assert result["problems"] == [], json.dumps(result, indent=1)
+
+
+def test_a_book_render_writes_no_kernel_log_line(tmp_path):
+    """The build log of a book whose chapters pass: the runner's lines only, nothing from ipykernel."""
+    root = tiny_book(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "code"), "TEXT2IMAGE_ROOT": str(root)}
+    result = subprocess.run([sys.executable, "-m", "text2image", "book", "--profile", "smoke", "--no-render"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert all(re.match(r"^(fr|en)  \w+\s+executed|^book \(smoke\)", line) for line in result.stdout.splitlines())

@@ -45,7 +45,7 @@ MathJax.startup.promise.then(() => {
 
 def formulas(root: Path = ROOT) -> list[tuple[str, str, bool]]:
     """``(chapter, tex, display)`` for every formula of both editions, as Pandoc reads the Markdown."""
-    docs = build.static_checks(project.load(root))
+    docs = build.parse_editions(project.load(root))  # the formulas as written; the checks have their own tests
     found = []
     for lang, chapters in docs.items():
         for doc in chapters:
@@ -90,3 +90,33 @@ def test_every_formula_of_the_book_is_valid_for_mathjax(tmp_path):
     items = formulas()
     assert len(items) > 50  # the chapters hold formulas; an empty harvest would prove nothing
     assert mathjax_problems(items, tmp_path) == []
+
+
+SIZES = """<script>
+const sums = [...document.querySelectorAll('mo')].filter(m => m.textContent.trim() === '\\u2211');
+const fracs = [...document.querySelectorAll('mfrac')];
+const height = e => e.getBoundingClientRect().height;
+document.getElementById('result').textContent = JSON.stringify({
+  sums: sums.map(m => [m.closest('math').getAttribute('display'), height(m)]),
+  fracs: fracs.map(m => [m.closest('math').getAttribute('display'), height(m)])});
+</script>"""
+
+
+def test_the_preview_shows_display_sums_and_fractions_at_display_size(tmp_path):
+    """MathML needs a font with an OpenType MATH table (the preview's CSS names them): without one, Chromium
+    draws a display sum at its inline size. Measured in headless Chromium, as a reader's browser lays it out."""
+    assert chromium(), "chromium is missing: `make browser` installs it"
+    markdown = "Inline $\\sum_{i=1}^{n} \\frac{a_i}{b_i}$ text.\n\n$$\\sum_{i=1}^{n} \\frac{a_i}{b_i}$$\n"
+    body = subprocess.run([preview.pandoc_path(), "-f", "markdown", "-t", "html5", "--mathml"], input=markdown,
+                          capture_output=True, text=True, check=True).stdout
+    page = tmp_path / "sizes.html"
+    page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="stylesheet" '
+                    f'href="{preview.CSS.as_uri()}"></head><body><main class="content">{body}</main>'
+                    f'<pre id="result">pending</pre>{SIZES}</body></html>')
+    out = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path}/profile",
+                          "--allow-file-access-from-files", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    sizes = json.loads(html.unescape(re.search(r'<pre id="result">(.*?)</pre>', out.stdout, re.S).group(1)))
+    sums, fracs = dict(sizes["sums"]), dict(sizes["fracs"])
+    assert sums["block"] >= 1.3 * sums["inline"], f"{sizes}: no math font (apt-get install fonts-dejavu-core)"
+    assert fracs["block"] >= 1.2 * fracs["inline"], sizes

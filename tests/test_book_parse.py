@@ -87,7 +87,7 @@ def test_parse_errors_name_file_and_line(tmp_path, text, line, words):
     assert words in str(error.value)
 
 
-GOOD = "# A {#sec-a}\n\n```{python}\n#| label: fig-a\n#| fig-cap: A\nx = 1\n```\n"
+GOOD = "# A {#sec-a}\n\n```{python}\n#| label: fig-a\n#| fig-cap: A\n#| fig-alt: A dot\nx = 1\n```\n"
 
 
 def _static(tmp_path, chapters, lists=None):
@@ -128,7 +128,7 @@ def test_fr_en_code_mismatch_names_both_files_and_lines(tmp_path):
     with pytest.raises(BookError) as error:
         _static(tmp_path, {"fr": {"a": GOOD}, "en": {"a": en}})
     message = str(error.value)
-    assert "book/fr/a.qmd and book/en/a.qmd differ at code cell 1 (fr lines 3-7, en lines 3-7)" in message
+    assert "book/fr/a.qmd and book/en/a.qmd differ at code cell 1 (fr lines 3-8, en lines 3-8)" in message
     assert "'x = 1' vs 'x = 2'" in message
 
 
@@ -145,7 +145,7 @@ def test_captions_may_differ_between_languages(tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    (GOOD.replace("fig-a", "fig_a"), "contains an underscore"),
+    (GOOD.replace("label: fig-a", "label: fig_a"), "contains an underscore"),
     (GOOD + "\n```{python}\n#| label: fig-a\n#| fig-cap: B\ny = 1\n```\n", "already defined at book/fr/a.qmd:4"),
     (GOOD.replace("#| fig-cap: A\n", ""), "has no fig-cap"),
 ])
@@ -184,7 +184,7 @@ def test_french_prose_wants_no_break_spaces(tmp_path, prose, words):
 def test_french_typography_ignores_code_math_and_english(tmp_path):
     fr = ("# A {#sec-a}\n\nBien\u00a0: `d = {\"a\" : 1}`, $f : x$ et «\u00a0oui\u00a0».\n"
           "\n::: {.callout-note}\nNote\u00a0!\n:::\n" + GOOD[13:])
-    en = "# A {#sec-a}\n\nFine : as English may write it.\n" + GOOD[13:]
+    en = "# A {#sec-a}\n\nFine : as English may write it.\n\n::: {.callout-note}\nNote!\n:::\n" + GOOD[13:]
     write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": en}})
     build.static_checks(build.project.load(tmp_path))  # no error
 
@@ -346,12 +346,13 @@ def test_the_real_book_follows_quartos_book_layout():
     for lang, text in (("fr", "Préface"), ("en", "Preface")):
         home = proj.editions[lang].chapters[0]
         assert home.home and home.path == REPO / "index.qmd" and home.text == text
-    docs = build.static_checks(proj)
+    docs = build.parse_editions(proj)  # the layout alone: the checks have a test of their own, below
     for lang in ("fr", "en"):
         config = proj.render_config(lang, "cpu")
         outline = crossref.outline(lang, docs[lang], config, [c.text for c in proj.editions[lang].chapters])
         numbers = [c.number for c in outline.chapters]
-        assert numbers == [None] + list(range(1, len(numbers)))
+        assert [c.name for c in outline.chapters][-1] == "references"  # unnumbered, like the home page
+        assert numbers == [None] + list(range(1, len(numbers) - 1)) + [None]
         assert config["project"]["output-dir"] == f"_book/{lang}"
         assert freeze.mode(config) == "auto" and freeze.mode(config, docs[lang][0].front_matter) is False
         for profile in ("smoke", "gpu"):
@@ -362,3 +363,210 @@ def test_the_real_book_follows_quartos_book_layout():
     assert crossref.words(proj.render_config("fr", "cpu"), "fr")["tbl"] == "Tableau"
     assert checks.quarto_gitignore_entries(REPO) == []
     assert not list((REPO / "book").glob("*/index.qmd"))
+
+
+# ---- issue 14 (13) and issue 15: images, alt text, parity beyond code, citations --------------------
+
+import re  # noqa: E402
+
+
+def test_a_missing_image_fails_naming_the_file_and_the_line(tmp_path):
+    text = GOOD + "\nVoir ci-dessous.\n\n![Rien](images/nothing-here.png)\n"
+    root = write_book(tmp_path, same(text))
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:12: image images/nothing-here.png not found "
+                                        r"\(no file book/fr/images/nothing-here.png\)"):
+        build.static_checks(project.load(root))
+    for lang in ("fr", "en"):  # present (relative to the chapter), or written as code: fine
+        (root / "book" / lang / "images").mkdir()
+        (root / "book" / lang / "images" / "nothing-here.png").write_bytes(b"\x89PNG")
+    build.static_checks(project.load(root))
+    root = write_book(tmp_path / "html", same(GOOD + '\n<img src="/figures/gone.png">\n\n`![x](no.png)`\n'))
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:10: image /figures/gone.png not found \(no file figures/gone.png\)"):
+        build.static_checks(project.load(root))
+
+
+def test_every_figure_needs_alt_text_in_each_edition(tmp_path):
+    no_alt = GOOD.replace("#| fig-alt: A dot\n", "")
+    markdown = GOOD + "\n![Une image](i.png){#fig-md}\n"
+    root = write_book(tmp_path, {"fr": {"a": no_alt}, "en": {"a": markdown}})
+    for lang in ("fr", "en"):
+        (root / "book" / lang / "i.png").write_bytes(b"\x89PNG")
+    with pytest.raises(BookError) as error:
+        build.static_checks(project.load(root))
+    message = str(error.value)
+    assert "book/fr/a.qmd:3: figure cell 'fig-a' has no fig-alt" in message
+    assert "book/en/a.qmd:10: figure 'fig-md' has no fig-alt=\"...\"" in message
+
+
+def test_an_alt_text_left_untranslated_is_a_divergence(tmp_path):
+    alt = GOOD.replace("fig-alt: A dot", "fig-alt: A single blue dot")
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:3 and book/en/a.qmd:3: figure 'fig-a' has the same fig-alt "
+                                        r"in both editions"):
+        build.static_checks(project.load(write_book(tmp_path, same(alt))))
+    fr = alt.replace("A single blue dot", "Un seul point bleu")
+    build.static_checks(project.load(write_book(tmp_path / "ok", {"fr": {"a": fr}, "en": {"a": alt}})))
+
+
+def test_the_editions_quote_the_same_inline_values_in_the_same_order(tmp_path):
+    fr = GOOD + "\nD'abord `{python} x`, puis `{python} x + 1`.\n"
+    en = GOOD + "\nFirst `{python} x + 1`,\nthen `{python} x`.\n"
+    with pytest.raises(BookError) as error:
+        build.static_checks(project.load(write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": en}})))
+    assert str(error.value) == (
+        "the editions differ at inline expression 1: fr has `{python} x` at book/fr/a.qmd:10, en has "
+        "`{python} x + 1` at book/en/a.qmd:10; both must have the same inline expressions in the same order")
+    shorter = GOOD + "\nFirst `{python} x`.\n"
+    with pytest.raises(BookError, match=r"at inline expression 2: fr has `\{python\} x \+ 1` at book/fr/a.qmd:10, "
+                                        r"en has none left in book/en/a.qmd \(it has 1\)"):
+        build.static_checks(project.load(write_book(tmp_path / "b", {"fr": {"a": fr}, "en": {"a": shorter}})))
+
+
+def test_the_editions_make_the_same_references_and_callouts(tmp_path):
+    fr = GOOD + "\nVoir @fig-a, et encore @fig-a.\n\n::: {.callout-tip}\nAstuce.\n:::\n"
+    en = GOOD + "\nSee @fig-a.\n\n::: {.callout-warning}\nCareful.\n:::\n"
+    with pytest.raises(BookError) as error:
+        build.static_checks(project.load(write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": en}})))
+    lines = str(error.value).splitlines()
+    assert lines == [
+        "the editions differ at callout 1: fr has callout-tip at book/fr/a.qmd:12, en has callout-warning at "
+        "book/en/a.qmd:12; both must have the same callouts in the same order",
+        "@fig-a: reference made 2\u00d7 in book/fr/a.qmd (lines 10, 10) but 1\u00d7 in book/en/a.qmd (line 10); "
+        "both editions must make the same references",
+    ]
+    # the order of references may differ (sentences are built differently), their number may not
+    fr = GOOD + "\nVoir @sec-a puis @fig-a.\n"
+    en = GOOD + "\nSee @fig-a, from @sec-a.\n"
+    build.static_checks(project.load(write_book(tmp_path / "ok", {"fr": {"a": fr}, "en": {"a": en}})))
+
+
+def test_the_two_halves_of_the_home_page_are_held_together(tmp_path):
+    home = HOME.replace("Le livre.", "Le livre, `{python} 1 + 1` chapitres, voir @sec-a.")
+    home = home.replace("The book.", "The book, see @sec-a.")
+    home = "---\nexecute:\n  freeze: false\n---\n\n" + home
+    root = write_book(tmp_path, same(GOOD), home=home)
+    with pytest.raises(BookError, match=r"at inline expression 1: fr has `\{python\} 1 \+ 1` at index.qmd:10, en has "
+                                        r"none left in index.qmd \(it has 0\)"):
+        build.static_checks(project.load(root))
+
+
+BIB = """@article{known2021,
+  author = {Doe, Jane}, title = {A Known Work}, journal = {J}, year = {2021}, eprint = {2101.00001},
+}
+"""
+
+
+def test_citations_resolve_in_the_bibliography_or_fail_with_a_hint(tmp_path):
+    text = GOOD + "\nComme l'a montré @known2021 [voir aussi @knwn2021, p. 3].\n"
+    root = write_book(tmp_path, same(text), quarto=QUARTO_BIB)
+    (root / "references.bib").write_text(BIB)
+    with pytest.raises(BookError) as error:
+        build.static_checks(project.load(root))
+    assert str(error.value).splitlines()[0] == (
+        "book/fr/a.qmd:10: @knwn2021 is no entry of references.bib (did you mean @known2021?)")
+    (root / "references.bib").write_text(BIB + BIB.replace("known2021", "knwn2021"))
+    docs = build.static_checks(project.load(root))
+    assert [c.name for c in docs["fr"][1].citations] == ["known2021", "knwn2021"]
+    # an e-mail, a decorator in code and a cross-reference are no citations
+    plain = GOOD + "\nÉcrire à auteur@example.org\u00a0; `@property`\u00a0; voir @fig-a.\n"
+    assert build.static_checks(project.load(write_book(tmp_path / "p", same(plain))))["fr"][1].citations == []
+
+
+def test_a_citation_without_a_bibliography_is_refused(tmp_path):
+    root = write_book(tmp_path, same(GOOD + "\nVoir [@known2021].\n"))
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:10: \[@known2021\] is a citation, but _quarto.yml names no "
+                                        r"bibliography"):
+        build.static_checks(project.load(root))
+
+
+def test_the_editions_cite_the_same_works(tmp_path):
+    root = write_book(tmp_path, {"fr": {"a": GOOD + "\nVoir [@known2021].\n"}, "en": {"a": GOOD}}, quarto=QUARTO_BIB)
+    (root / "references.bib").write_text(BIB)
+    with pytest.raises(BookError, match=r"@known2021: citation made 1\u00d7 in book/fr/a.qmd \(line 10\) but never in "
+                                        r"book/en/a.qmd"):
+        build.static_checks(project.load(root))
+
+
+def test_one_build_lists_every_problem_of_the_sources(tmp_path):
+    fr = GOOD.replace("#| fig-alt: A dot\n", "") + "\n![x](gone.png)\n"
+    with pytest.raises(BookError) as error:
+        build.static_checks(project.load(write_book(tmp_path, {"fr": {"a": fr}, "en": {"a": GOOD}})))
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2 and "image gone.png not found" in lines[0] and "has no fig-alt" in lines[1]
+
+
+def test_the_real_book_passes_the_static_checks():
+    """Alt text, edition parity, images, citations, typography: everything the book's sources must hold."""
+    build.static_checks(project.load(REPO))
+
+
+from bookkit import QUARTO  # noqa: E402
+
+QUARTO_BIB = QUARTO + "bibliography: references.bib\n"
+
+
+def test_references_bib_holds_the_works_the_book_names_each_with_an_arxiv_id_or_a_doi():
+    entries = checks.bibliography(REPO, project.load(REPO).config)
+    text = (REPO / "references.bib").read_text()
+    wanted = {"radford2021clip", "ramesh2021dalle", "rombach2022ldm", "oord2017vqvae", "esser2021vqgan",
+              "kingma2014vae", "jang2017gumbel", "wang2024tokencompose", "ghosh2023geneval", "gokhale2022visor",
+              "yuksekgonul2023aro", "liang2022gap", "heusel2017fid", "ho2020ddpm", "lipman2023flow",
+              "dayma2021dallemini"}
+    assert wanted <= set(entries)
+    for key in entries:
+        body = text[text.index(key):].split("\n}\n", 1)[0]
+        assert re.search(r"eprint\s*=\s*\{\d{4}\.\d{4,5}\}", body) or re.search(r"doi\s*=\s*\{10\.\d{4,}/", body), key
+    for lang in ("fr", "en"):
+        page = REPO / "book" / lang / "references.qmd"
+        assert "::: {#refs}" in page.read_text() and f"book/{lang}/references.qmd" in \
+            (REPO / f"_quarto-{lang}.yml").read_text()
+
+
+# ---- the figure-size rule and the freeze key ---------------------------------------------------------
+
+from text2image import plots  # noqa: E402
+from text2image.book import execute  # noqa: E402
+
+
+def test_the_figure_size_rule_of_plots():
+    assert plots.COLUMN_PX == 752 and plots.MIN_TEXT_PT == 9 and plots.BOOK_DPI == 110
+    assert plots.text_on_page(10, 110, 6.4 * 110) == 10  # narrower than the column: shown at its size
+    assert plots.text_on_page(11, 110, 1540) == pytest.approx(11 * 752 / 1540)  # 5.4 pt: shrunk to the column
+    assert plots.text_on_page(10, 50, 100) == pytest.approx(10 * 50 / 110)  # a low-dpi figure shows small text
+    assert plots.max_width_in(9) == pytest.approx(plots.COLUMN_IN)
+    assert plots.text_on_page(11, 110, plots.max_width_in(11) * 110) == pytest.approx(9)
+    assert plots.max_width_in(8) == 0.0  # 8 pt text is too small at any width
+
+
+def test_the_freeze_key_sees_a_flipped_byte_in_the_weights(tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "checkpoints" / "m"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    before = freeze.inputs_digest(tmp_path)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 31 + b"\x01" + b"\x00" * 32)  # same size
+    assert freeze.inputs_digest(tmp_path) != before
+    from text2image import checkpoints
+
+    seen = []
+    monkeypatch.setattr(checkpoints, "weights_digest", lambda f: seen.append(f) or "stub")
+    freeze.inputs_digest(tmp_path)
+    assert seen == [folder]  # one function, the checkpoints' own digest
+
+
+def test_kernel_threads_come_from_one_variable_and_are_pinned(tmp_path):
+    assert execute.threads({}) == 1 and execute.threads({"TEXT2IMAGE_THREADS": "3"}) == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(BookError, match=r"TEXT2IMAGE_THREADS='.*' is not a number of threads"):
+            execute.threads({"TEXT2IMAGE_THREADS": bad})
+    env = execute.kernel_env(tmp_path, "smoke", "fr", threads=2)
+    assert {env[name] for name in execute.THREAD_VARIABLES} == {"2"} and env["TEXT2IMAGE_THREADS"] == "2"
+    assert freeze.chapter_key("t", "cpu", "fr", "i", 1) != freeze.chapter_key("t", "cpu", "fr", "i", 2)
+
+
+def test_the_figures_waiting_for_the_readability_rule_only_ever_shrink():
+    from text2image.book import pending
+
+    assert len(pending.SMALL_TEXT) <= pending.MEASURED_WHEN_THE_RULE_CAME_IN
+    labels = {(p.stem, line.split(":", 1)[1].strip()) for p in (REPO / "book" / "en").glob("*.qmd")
+              for line in p.read_text().splitlines() if line.startswith("#| label: fig-")}
+    assert pending.SMALL_TEXT <= labels  # a removed or renamed figure leaves the list

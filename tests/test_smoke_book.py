@@ -110,7 +110,31 @@ def test_the_home_page_is_unnumbered_and_chapters_count_from_1(smoke_run):
         sidebar = re.findall(r'<li><a href="(\w+)\.html"[^>]*>(?:<span class="chapter-number">(\d+)</span> )?([^<]*)</a>',
                              page)
         assert sidebar[0] == ("index", "", home)
-        assert [number for _, number, _ in sidebar[1:]] == [str(n) for n in range(1, len(sidebar))]
+        assert sidebar[-1] == ("references", "", "Références" if lang == "fr" else "References")
+        assert [number for _, number, _ in sidebar[1:-1]] == [str(n) for n in range(1, len(sidebar) - 1)]
         other = "en" if lang == "fr" else "fr"
         clip = (ROOT / "build/smoke/preview" / lang / "clip.html").read_text()
         assert f'class="other-lang" href="../{other}/clip.html"' in clip
+
+
+def test_the_build_log_holds_the_runners_lines_only(smoke_run):
+    """No kernel's own log (``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel``) and no traceback."""
+    assert smoke_run.returncode == 0
+    assert "[IPKernelApp]" not in smoke_run.stdout + smoke_run.stderr
+    assert "Traceback" not in smoke_run.stderr
+    timings = [line for line in smoke_run.stdout.splitlines() if re.match(r"^(fr|en)  \w+\s+executed", line)]
+    assert timings and all(line.endswith("(1 thread)") for line in timings)
+
+
+def test_the_references_page_lists_the_bibliography_and_chapters_link_to_it(smoke_run):
+    assert smoke_run.returncode == 0
+    from text2image.book import checks
+
+    keys = checks.bibliography(ROOT, project.load(ROOT).config)
+    for lang, title in (("fr", "Références"), ("en", "References")):
+        page = (ROOT / "build/smoke/preview" / lang / "references.html").read_text()
+        assert f">{title}</h1>" in page or f"{title}</h1>" in page
+        assert all(f'id="ref-{key}"' in page for key in keys), [k for k in keys if f'id="ref-{key}"' not in page]
+        for name in project.load(ROOT).names:  # a citation anywhere leads to the references page
+            text = (ROOT / "build/smoke/preview" / lang / f"{name}.html").read_text()
+            assert 'href="#ref-' not in text or name == "references"

@@ -30,9 +30,10 @@ def render() -> int:
         print(f"render: error: {error}", file=sys.stderr)
         return 1
     total = time.perf_counter() - started
-    print("render (smoke, fr + en, forced):")
+    print(f"render (smoke, fr + en, forced; {report.kernels} kernels at once, "
+          f"{build.threads_text(report.threads)} each):")
     for run in report.runs:
-        print(f"  {run.lang}  {run.name:<24} {run.seconds:7.1f} s")
+        print(f"  {run.lang}  {run.name:<24} {run.seconds:7.1f} s  ({build.threads_text(run.threads)})")
     print(f"  preview{'':<22} {report.render_seconds:7.1f} s")
     verdict = "ok" if total < 120 else "over the 2-minute goal"
     print(f"  total{'':<24} {total:7.1f} s  ({verdict})")

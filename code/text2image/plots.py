@@ -1,4 +1,15 @@
-"""One figure style for the whole book, with tick labels in the edition's typography."""
+"""One figure style for the whole book, with tick labels in the edition's typography, and its size rule.
+
+The size rule: every text of a figure is at least ``MIN_TEXT_PT`` (9 pt) once
+the figure is shown in the book's column, ``COLUMN_PX`` (752 px) wide. A page
+shows a figure at its own width up to the column's and shrinks a wider one,
+text included, so a figure ``w`` inches wide at the book's dpi is fine up to
+``COLUMN_IN`` (6.84 in at 110 dpi) and, beyond, needs its text enlarged by
+``w / COLUMN_IN``: a 14-inch row of panels with 11 pt labels shows them at
+5.4 pt. ``text_on_page`` is the arithmetic, ``max_width_in`` the widest
+figure whose smallest text stays readable; the chapter runner checks every
+figure of the book with them (``book.checks.check_figure_text``).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +35,30 @@ STYLE = {
     "image.interpolation": "nearest",
     "svg.hashsalt": "text2image",  # deterministic SVG ids
 }
+
+
+COLUMN_PX = 752  # the text column of the book's pages (Quarto's cosmo book layout; the preview's .content)
+MIN_TEXT_PT = 9.0  # the smallest text a figure may show, in points, once scaled to the column
+BOOK_DPI = STYLE["figure.dpi"]  # the book's fig-dpi (_quarto.yml), at which points are counted on the page
+COLUMN_IN = COLUMN_PX / BOOK_DPI  # a figure up to this wide (at the book's dpi) is shown at its size
+
+
+def text_on_page(points: float, dpi: float, width_px: float | None, book_dpi: float = BOOK_DPI) -> float:
+    """The size, in points at ``book_dpi``, of text of ``points`` in a figure drawn at ``dpi``, ``width_px`` wide.
+
+    The figure's pixels show one for one up to the column's width, and are
+    shrunk to it beyond; a figure drawn at another dpi than the book's is
+    shown by its pixels, so its text grows or shrinks with ``dpi / book_dpi``.
+    """
+    scale = min(1.0, COLUMN_PX / width_px) if width_px else 1.0
+    return points * dpi / book_dpi * scale
+
+
+def max_width_in(smallest_pt: float, dpi: float = BOOK_DPI) -> float:
+    """The widest figure (inches, at ``dpi``) whose smallest text of ``smallest_pt`` still shows at ``MIN_TEXT_PT``."""
+    if smallest_pt * dpi / BOOK_DPI < MIN_TEXT_PT:
+        return 0.0
+    return smallest_pt * COLUMN_PX / (BOOK_DPI * MIN_TEXT_PT)
 
 
 def setup() -> None:

@@ -11,6 +11,13 @@
 3. Render: ``quarto render`` when Quarto is installed (``quarto``), else a
    static HTML preview.
 
+Ctrl-C stops it within seconds: the main thread interrupts every kernel
+(``execute.RUNNING``), kills those still alive a few seconds later, freezes
+and writes nothing of a chapter that did not finish, and ``build`` prints one
+line and exits with 130 (the traceback only with ``--debug`` or
+``TEXT2IMAGE_DEBUG=1``). Timings are reported with the number of threads each
+kernel ran with (``execute.threads``).
+
 The project root is a parameter (default: ``paths.repo_root()``), so the tests
 run the same code on tiny throwaway books.
 """
@@ -18,19 +25,23 @@ run the same code on tiny throwaway books.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, TextIO
 
 from text2image import paths, profiles
 from text2image.book import checks, figures, freeze, preview, project, qmd, quarto
-from text2image.book.errors import BookError, where
-from text2image.book.execute import CELL_TIMEOUT, execute, kernel_env
+from text2image.book.errors import BookError, Interrupted, where
+from text2image.book.execute import CELL_TIMEOUT, RUNNING, execute, kernel_env, threads as kernel_threads
+
+DEBUG = "TEXT2IMAGE_DEBUG"  # set to 1 for the traceback of an error or an interrupt
+STOP_GRACE = 5.0  # seconds the interrupted kernels get before they are killed
 
 
 @dataclass
@@ -39,6 +50,7 @@ class ChapterRun:
     name: str
     status: str  # executed or frozen
     seconds: float
+    threads: int = 1
 
 
 @dataclass
@@ -47,6 +59,12 @@ class Report:
     runs: list[ChapterRun] = field(default_factory=list)
     render_seconds: float = 0.0
     total_seconds: float = 0.0
+    threads: int = 1  # per kernel
+    kernels: int = 1  # at once
+
+
+def threads_text(count: int) -> str:
+    return f"{count} thread{'s' if count > 1 else ''}"
 
 
 def preview_dir(root: Path, profile: str) -> Path:
@@ -70,28 +88,61 @@ def _select(names: list[str], wanted: Iterable[str] | None) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-def static_checks(proj: project.Project, profile: str = profiles.DEFAULT) -> dict[str, list[qmd.Document]]:
-    """Parse every chapter of both editions (with the edition's profiles active) and run the checks needing no kernel."""
-    docs = {lang: [qmd.parse(c.path, proj.root, profiles=proj.active_profiles(lang, profile))
+def parse_editions(proj: project.Project, profile: str = profiles.DEFAULT) -> dict[str, list[qmd.Document]]:
+    """Every chapter of both editions, parsed as that edition's render sees it (its profiles active)."""
+    return {lang: [qmd.parse(c.path, proj.root, profiles=proj.active_profiles(lang, profile))
                    for c in proj.editions[lang].chapters] for lang in project.LANGS}
-    checks.check_gitignore(proj.root)
+
+
+def static_checks(proj: project.Project, profile: str = profiles.DEFAULT) -> dict[str, list[qmd.Document]]:
+    """Parse every chapter of both editions and run the checks needing no kernel; all problems in one error.
+
+    A parse error stops at once (nothing after it can be read); every other
+    check runs to the end, and the ``BookError`` lists each problem found on
+    its own line, so that one build tells an author everything to fix.
+    """
+    docs = parse_editions(proj, profile)
+    problems: list[str] = []
+
+    def attempt(check, *args) -> None:
+        try:
+            check(*args)
+        except BookError as error:
+            problems.extend(line for line in str(error).splitlines() if line.strip())
+
+    attempt(checks.check_gitignore, proj.root)
     for lang in project.LANGS:
-        checks.check_shared_freeze(docs[lang][0], {p: freeze.mode(proj.render_config(lang, p), docs[lang][0].front_matter)
-                                                    for p in profiles.PROFILES}, proj.root)
+        attempt(checks.check_shared_freeze, docs[lang][0],
+                {p: freeze.mode(proj.render_config(lang, p), docs[lang][0].front_matter) for p in profiles.PROFILES},
+                proj.root)
     for lang in project.LANGS:
-        checks.check_labels(lang, docs[lang], proj.root)
+        attempt(checks.check_labels, lang, docs[lang], proj.root)
     for lang in project.LANGS:
-        checks.check_references(lang, docs[lang], proj.root)
+        attempt(checks.check_references, lang, docs[lang], proj.root)
+    for lang in project.LANGS:
+        for doc in docs[lang]:
+            attempt(checks.check_images, doc, proj.root)
+            attempt(checks.check_alt_text, doc, proj.root)
+    for lang in project.LANGS:
+        attempt(lambda: checks.check_citations(
+            docs[lang], checks.bibliography(proj.root, proj.render_config(lang, profile)), proj.root))
     for fr, en in zip(docs["fr"], docs["en"]):
-        checks.check_parity(fr, en, proj.root)
-        checks.check_french_typography(fr, proj.root)
+        attempt(checks.check_parity, fr, en, proj.root)
+        attempt(checks.check_french_typography, fr, proj.root)
+    if problems:
+        raise BookError("\n".join(dict.fromkeys(problems)))  # a shared page (the home) may say a thing twice
     return docs
 
 
 def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[str] | None = None,
         force: bool = False, render: bool = True, root: Path | str | None = None,
         out: TextIO | None = None, jobs: int = 2) -> Report:
-    """Do the work of ``build`` and return what ran; raises ``BookError`` on the first problem."""
+    """Do the work of ``build`` and return what ran; raises ``BookError`` on the first problem.
+
+    Raises ``Interrupted`` when Ctrl-C (``KeyboardInterrupt`` in the main
+    thread) stopped the chapters that were running: those are neither frozen
+    nor written, the ones that finished before are kept.
+    """
     out = out or sys.stdout
     started = time.perf_counter()
     root = Path(root).resolve() if root else paths.repo_root()
@@ -100,20 +151,25 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
     proj = project.load(root)
     docs = static_checks(proj, profile)
     selected = _select(proj.names, chapters)
+    count = kernel_threads()
     inputs = freeze.inputs_digest(root)
-    report = Report(profile)
-    keys = {(lang, chapter.name): freeze.chapter_key(chapter.path.read_text(encoding="utf-8"), profile, lang, inputs)
+    report = Report(profile, threads=count, kernels=max(1, min(jobs, len(langs))))
+    keys = {(lang, chapter.name): freeze.chapter_key(chapter.path.read_text(encoding="utf-8"), profile, lang,
+                                                     inputs, count)
             for lang in langs for chapter in proj.editions[lang].chapters}
+    fig_options = proj.fig_options()
     failed = threading.Event()
 
     def run_edition(lang: str) -> list[ChapterRun]:
         """The selected chapters of one edition, in order; stops early once the other edition failed."""
         edition, runs = proj.editions[lang], []
-        env = kernel_env(root, profile, lang, proj.active_profiles(lang, profile))
+        env = kernel_env(root, profile, lang, proj.active_profiles(lang, profile), threads=count)
         config = proj.render_config(lang, profile)
         for chapter, doc in zip(edition.chapters, docs[lang]):
             if chapter.name not in selected or failed.is_set():
                 continue
+            if RUNNING.stopping.is_set():
+                break  # Ctrl-C: the main thread says so
             key = keys[(lang, chapter.name)]
             t0 = time.perf_counter()
             reuse = freeze.mode(config, doc.front_matter)
@@ -124,35 +180,117 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
                 if nb is None:
                     status = "executed"
                     nb = execute(doc, qmd.to_notebook(doc), cwd=chapter.folder, env=env, root=root,
-                                 timeout=CELL_TIMEOUT[profile], fig_options=proj.fig_options())
-                    pngs = checks.figures(doc, nb, root)  # before saving: a bad chapter is not frozen
-                    freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0)
+                                 timeout=CELL_TIMEOUT[profile], fig_options=fig_options)
+                    pngs = _checked_figures(doc, nb, root, fig_options)  # before saving: a bad chapter is not frozen
+                    if RUNNING.stopping.is_set():
+                        raise Interrupted(chapter.path)
+                    freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0, count)
                 else:
-                    pngs = checks.figures(doc, nb, root)
+                    pngs = _checked_figures(doc, nb, root, fig_options)
             except BaseException:
                 failed.set()
                 raise
             figures.write(root, profile, lang, pngs)  # only now: the whole chapter succeeded
             seconds = time.perf_counter() - t0
-            runs.append(ChapterRun(lang, chapter.name, status, seconds))
-            _say(out, f"{lang}  {chapter.name:<24} {status:<9} {seconds:7.1f} s")
+            runs.append(ChapterRun(lang, chapter.name, status, seconds, count))
+            _say(out, f"{lang}  {chapter.name:<24} {status:<9} {seconds:7.1f} s  ({threads_text(count)})")
         return runs
 
     # The editions are independent (own kernels, figures and freeze files): on two cores,
     # running them side by side nearly halves the time, and every result stays the same.
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(langs)))) as pool:
-        futures = [pool.submit(run_edition, lang) for lang in langs]
-        for future in futures:
-            report.runs.extend(future.result())
+    for runs in _in_threads(run_edition, langs, report.kernels):
+        report.runs.extend(runs)
     if render:
         t0 = time.perf_counter()
-        _render(proj, docs, langs, profile, keys, out)
+        _render(proj, docs, langs, profile, keys, out, inputs)
         report.render_seconds = time.perf_counter() - t0
     report.total_seconds = time.perf_counter() - started
     return report
 
 
-def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, out: TextIO) -> None:
+def _checked_figures(doc, nb, root: Path, fig_options: dict) -> dict[str, bytes]:
+    pngs = checks.figures(doc, nb, root)
+    checks.check_figure_text(doc, nb, root, fig_options.get("fig-dpi", 96))
+    return pngs
+
+
+def _in_threads(function, items: list, workers: int) -> list:
+    """``[function(item) for item in items]``, ``workers`` at a time, each in a daemon thread; Ctrl-C stops them.
+
+    Daemon threads, so that a thread stuck in a dead kernel's socket never
+    keeps the process alive. On ``KeyboardInterrupt`` the kernels are
+    interrupted, killed after ``STOP_GRACE`` seconds (at once on a second
+    Ctrl-C), the threads given a few more seconds, then ``Interrupted``
+    names the chapters that were running. The main thread waits by polling
+    what the workers report, never in ``Thread.join``: a ``KeyboardInterrupt``
+    raised inside ``join`` marks a still running thread as stopped
+    (CPython's ``_wait_for_tstate_lock`` releases the lock the thread holds).
+    """
+    results: dict[int, object] = {}
+    errors: dict[int, BaseException] = {}
+    pending = list(enumerate(items))
+    lock = threading.Lock()
+    count = max(1, min(workers, len(items)))
+    finished: list[int] = []
+
+    def worker() -> None:
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    index, item = pending.pop(0)
+                try:
+                    results[index] = function(item)
+                except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                    errors[index] = error
+        finally:
+            with lock:
+                finished.append(1)
+
+    def running() -> bool:
+        with lock:
+            return len(finished) < count
+
+    RUNNING.reset()
+    for n in range(count):
+        threading.Thread(target=worker, daemon=True, name=f"t2i-edition-{n}").start()
+    try:
+        while running():
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        _stop(running)
+        stopped = [str(errors[i].path) for i in sorted(errors) if isinstance(errors[i], Interrupted)]
+        raise Interrupted(", ".join(stopped)) from None
+    finally:
+        RUNNING.reset()
+    for index in sorted(errors):
+        if not isinstance(errors[index], Interrupted):
+            raise errors[index]
+    for index in sorted(errors):
+        raise errors[index]
+    return [results[index] for index in range(len(items))]
+
+
+def _stop(running) -> None:
+    """Interrupt every kernel, kill them after ``STOP_GRACE`` s (at once on a second Ctrl-C), wait for the threads."""
+    RUNNING.interrupt()
+    deadline = time.monotonic() + STOP_GRACE
+    killed = False
+    while running():
+        try:
+            if time.monotonic() > deadline:
+                if killed:
+                    return  # daemon threads: they die with the process
+                RUNNING.kill()
+                killed, deadline = True, time.monotonic() + STOP_GRACE
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            RUNNING.kill()
+            killed, deadline = True, time.monotonic() + STOP_GRACE
+
+
+def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, out: TextIO, inputs: str) -> None:
     if shutil.which("quarto"):
         status = quarto.render(proj.root, profile, langs, out)
         if status != 0:
@@ -169,19 +307,23 @@ def _render(proj: project.Project, docs, langs: list[str], profile: str, keys, o
             executed.append(nb is not None)
             notebooks.append(nb if nb is not None else qmd.to_notebook(doc))
         config = proj.render_config(lang, profile)
-        cache_key = "|".join([profile, lang, freeze.inputs_digest(proj.root), json.dumps(config, sort_keys=True,
-                                                                                       default=str)]
+        cache_key = "|".join([profile, lang, inputs, json.dumps(config, sort_keys=True, default=str)]
                              + [f"{n}:{keys[(lang, n)]}:{ran}" for n, ran in zip(proj.names, executed)])
         wrote = preview.write_edition(lang, docs[lang], notebooks, executed, config,
                                       target / lang, cache_key, [c.text for c in proj.editions[lang].chapters],
-                                      proj.root)
+                                      proj.root, checks.bibliography_files(proj.root, config))
         _say(out, f"{lang}  preview{'':<19} {'written' if wrote else 'unchanged':<9} {time.perf_counter() - t0:7.1f} s")
     preview.write_root_index(target, proj.names[0])
 
 
 def build(profile: str | None = None, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[str] | None = None,
-          force: bool = False, render: bool = True, root: Path | str | None = None) -> int:
-    """Entry point of ``python -m text2image book``; returns the exit status (0 when all went well)."""
+          force: bool = False, render: bool = True, root: Path | str | None = None, debug: bool = False) -> int:
+    """Entry point of ``python -m text2image book``; returns the exit status (0 when all went well).
+
+    Errors and Ctrl-C are one line on stderr (exit 1 and 130); ``debug`` or
+    ``TEXT2IMAGE_DEBUG=1`` adds the traceback.
+    """
+    debug = debug or os.environ.get(DEBUG, "").strip() not in ("", "0")
     try:
         profile = profiles.check(profile) if profile else profiles.current()
     except profiles.ProfileError as error:
@@ -190,9 +332,20 @@ def build(profile: str | None = None, langs: Iterable[str] = ("fr", "en"), chapt
     try:
         report = run(profile, langs, chapters, force, render, root)
     except BookError as error:
+        if debug:
+            traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Interrupted) as error:
+        if debug:
+            traceback.print_exc()
+        stopped = str(error).split(", ") if isinstance(error, Interrupted) and str(error) else []
+        base = Path(root).resolve() if root else paths.repo_root()
+        names = ", ".join(where(path, root=base) for path in stopped)
+        print("interrupted: " + (f"stopped {names}; " if names else "")
+              + "nothing of an unfinished chapter was frozen or written", file=sys.stderr, flush=True)
+        return 130
     executed = sum(r.status == "executed" for r in report.runs)
     print(f"book ({profile}): {executed} chapter(s) executed, {len(report.runs) - executed} frozen, "
-          f"{report.total_seconds:.1f} s", flush=True)
+          f"{report.total_seconds:.1f} s, {threads_text(report.threads)} per kernel", flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""The one exception of the runner: a problem the author must fix, said in one message."""
+"""The runner's exceptions: a problem the author must fix, said in one message; a build stopped by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 class BookError(Exception):
     """Bad input or a failed chapter. The message names the file (and line) to look at."""
+
+
+class Interrupted(Exception):
+    """The build was stopped (Ctrl-C) while this chapter ran: nothing of it is kept."""
+
+    def __init__(self, path: Path | str):
+        super().__init__(str(path))
+        self.path = Path(path)
 
 
 def where(path: Path | str, line: int | None = None, root: Path | None = None) -> str:

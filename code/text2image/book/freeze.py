@@ -12,8 +12,9 @@ never reads (nor, here, overwrites) what cpu stored.
 Two differences are on purpose and only ever make the runner execute more:
 Quarto's key is the md5 of the source file alone, ours also hashes the
 profile, the language, every ``.py`` file of the package,
-``requirements.lock``, the checkpoints' manifests, ``_quarto.yml`` and the
-``_environment`` files; and
+``requirements.lock``, every file of the shipped checkpoints (their weights
+through their digest, ``weights_key``), ``_quarto.yml`` and the
+``_environment`` files, and the number of threads of the kernels; and
 each profile keeps its own store, ``build/<profile>/<lang>/`` (Quarto has one
 ``_freeze/`` for every profile, hence the ``false`` above). Where Quarto's
 file-only key would show one edition's outputs in the other (the home page is
@@ -64,11 +65,25 @@ def inputs_digest(root: Path) -> str:
     checkpoints = root / "data" / "checkpoints"
     if checkpoints.is_dir():
         for path in sorted(checkpoints.rglob("*")):
-            if path.is_file():
-                # Manifests by content, weights by size: hashing weights would cost seconds per build.
-                small = path.suffix in (".json", ".yaml", ".yml", ".toml", ".md", ".txt")
-                parts += [path.relative_to(root).as_posix(), path.read_bytes() if small else path.stat().st_size]
+            if path.is_file() and path.suffix != WEIGHTS:
+                parts += [path.relative_to(root).as_posix(), path.read_bytes()]  # manifests, configs, logs
+        for folder in sorted({path.parent for path in checkpoints.rglob(f"*{WEIGHTS}")}):
+            parts += [folder.relative_to(root).as_posix(), weights_key(folder)]
     return _digest(parts)
+
+
+WEIGHTS = ".safetensors"
+
+
+def weights_key(folder: Path) -> str:
+    """What the freeze key knows of a checkpoint's weights: their digest, so that a flipped byte re-executes.
+
+    One function on purpose: the day manifests carry the digest of their
+    weights, this reads it from there instead (a one-line change).
+    """
+    from text2image import checkpoints
+
+    return checkpoints.weights_digest(folder)
 
 
 def mode(config: dict, front_matter: dict | None = None):
@@ -82,8 +97,9 @@ def mode(config: dict, front_matter: dict | None = None):
     return value if value in (True, "auto") else False
 
 
-def chapter_key(text: str, profile: str, lang: str, inputs: str) -> str:
-    return _digest([FORMAT, profile, lang, inputs, text])
+def chapter_key(text: str, profile: str, lang: str, inputs: str, threads: int = 1) -> str:
+    """The chapter's key: its text, profile, language, the other inputs, and its kernel's thread count."""
+    return _digest([FORMAT, profile, lang, inputs, text, threads])
 
 
 def store_dir(root: Path, profile: str, lang: str) -> Path:
@@ -130,8 +146,9 @@ def write_atomic(path: Path, data: bytes) -> bool:
     return True
 
 
-def save(root: Path, profile: str, lang: str, name: str, key: str, nb, seconds: float) -> None:
+def save(root: Path, profile: str, lang: str, name: str, key: str, nb, seconds: float, threads: int = 1) -> None:
     """Keep the executed notebook, then its key (the key last: it marks the run complete)."""
     nb_path, key_path = _paths(root, profile, lang, name)
     write_atomic(nb_path, nbformat.writes(nb).encode())
-    write_atomic(key_path, json.dumps({"key": key, "seconds": round(seconds, 2)}, indent=1).encode())
+    write_atomic(key_path, json.dumps({"key": key, "seconds": round(seconds, 2), "threads": threads},
+                                      indent=1).encode())

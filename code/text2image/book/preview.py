@@ -10,26 +10,44 @@ by ``crossref``), then one call of the pandoc binary shipped by
 page. Math is MathML (no network needed).
 
 The preview is cached: an edition whose chapters, outputs and code did not
-change is not rewritten, so a second ``make book`` stays fast.
+change is not rewritten, so a second ``make book`` stays fast. An edition is
+written into a temporary folder beside its own and swapped in whole
+(``renameat2`` with ``RENAME_EXCHANGE`` on Linux, else two renames), under a
+lock on ``.<lang>.lock``: two renders at once take turns, and a reader never
+sees half an edition.
+
+Citations are pandoc's citeproc, as in Quarto, with what Quarto's book type
+adds (``src/project/types/book/book-bibliography.ts``
+``bookBibliographyPostRender``): the first page holding a ``#refs`` div is
+the references page; it lists every work cited anywhere in the edition, plus
+the configuration's ``nocite`` (split at commas, as there); every other page's
+citations link to it, and its own bibliography is hidden (``display: none``).
+Without such a page, each page keeps its own bibliography, as in Quarto.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from text2image.book import crossref, inline
 from text2image.book.execute import strip_ansi
 from text2image.book.freeze import write_atomic
-from text2image.book.qmd import CODE_SPAN, REFERENCE, Document
+from text2image.book.qmd import CODE_SPAN, IMAGE, REFERENCE, Document
 
-FORMAT = 3  # bump to invalidate cached previews when the page layout changes
+FORMAT = 4  # bump to invalidate cached previews when the page layout changes
 CSS = Path(__file__).with_name("preview.css")
 OTHER = {"fr": "en", "en": "fr"}
 LANGUAGE_NAMES = {"fr": "Français", "en": "English"}
@@ -42,10 +60,11 @@ MESSAGES = {
            "unexecuted": "This chapter has not been executed yet: code without outputs."},
 }
 MIME_ORDER = ("text/html", "text/markdown", "image/svg+xml", "image/png", "image/jpeg", "text/latex", "text/plain")
-IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)(?P<title>[^)]*)\)(?P<attrs>\{[^}]*\})?")
 TABLE_CAPTION = re.compile(r"^(?P<lead>(?:Table)?:[ \t]+)(?P<text>.*?)[ \t]*\{#(?P<label>tbl-[^\s}]+)[^}]*\}[ \t]*$")
 WARNING_PREFIX = re.compile(r"<ipython-input.*?>:\d+:\s+")
 BRACKET_BARE = re.compile(r"\[-@(?P<name>(?:fig|tbl|sec)-[\w-]*\w)\]")
+REFS_DIV = re.compile(r"^ {0,3}:{3,}\s*\{[^}]*#refs[\s}]", re.MULTILINE)
+CITE_LINK = re.compile(r'(<a href=")(#ref-[^"]*)(" role="doc-biblioref")')
 BRACKET_GROUP = re.compile(r"\[(?P<inner>[^\[\]]*@(?:fig|tbl|sec)-[^\[\]]*)\](?!\()")
 
 
@@ -213,7 +232,8 @@ class ChapterRenderer:
                 trace = strip_ansi("\n".join(output.get("traceback", [])))
                 rendered.append(_raw(f'<pre class="cell-output error">{html.escape(trace)}</pre>'))
             elif kind in ("display_data", "execute_result"):
-                rendered.append(self._display(output.get("data", {}), label, asis, len(rendered)))
+                rendered.append(self._display(output.get("data", {}), label, asis, len(rendered),
+                                              cell.options.get("fig-alt")))
         return [r for r in rendered if r]
 
     @staticmethod
@@ -226,7 +246,7 @@ class ChapterRenderer:
         return _raw(f'<div class="cell-output cell-output-{name}">\n<pre><code>{html.escape(text.rstrip(chr(10)))}'
                     f'</code></pre>\n</div>')
 
-    def _display(self, data: dict, label: str, asis: bool, position: int) -> str:
+    def _display(self, data: dict, label: str, asis: bool, position: int, alt=None) -> str:
         mime = next((m for m in MIME_ORDER if m in data), None)
         if label.startswith("fig-") and "image/png" in data:
             mime = "image/png"
@@ -241,7 +261,8 @@ class ChapterRenderer:
                 digest = hashlib.sha256(value.encode()).hexdigest()[:12]
                 name = f"img/{self.name}-{digest}.{ext}"
             src = self._image(base64.b64decode(value), name)
-            return _raw(f'<img src="{src}" class="cell-output-image" alt="">')
+            alt = alt if isinstance(alt, str) and label.startswith("fig-") else ""
+            return _raw(f'<img src="{src}" class="cell-output-image" alt="{html.escape(alt)}">')
         if mime == "text/html":
             return _raw(f'<div class="cell-output-display">\n{value}\n</div>')
         if mime == "image/svg+xml":
@@ -269,9 +290,56 @@ class ChapterRenderer:
         return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _pandoc(markdown: str, where: Path) -> str:
+@dataclass
+class Citations:
+    """How pandoc's citeproc runs for one edition (``None`` in place of it: the book has no bibliography)."""
+
+    files: list[Path]
+    lang: str
+    refs_page: str | None  # the references page's name (file stem), if the edition has one
+    cited: list[str]  # every key the edition cites, and nocite's
+
+    def args(self, name: str) -> list[str]:
+        """pandoc's citeproc, with Quarto's ``link-citations: true`` (``format-html-bootstrap.ts``)."""
+        args = ["--citeproc", "-M", "link-citations=true", "-M", f"lang={CITE_LANG.get(self.lang, self.lang)}"]
+        return args + [f"--bibliography={path}" for path in self.files]
+
+    def front(self, name: str) -> str:
+        """The references page's metadata block: every key of the edition (Quarto's ``generateBibliography``)."""
+        if name != self.refs_page or not self.cited:
+            return ""
+        return "---\nnocite: |\n  " + ", ".join(f"@{key}" for key in self.cited) + "\n---\n\n"
+
+    def fix_links(self, name: str, body: str) -> str:
+        """A page's citations lead to the references page, its own bibliography hidden (as Quarto does)."""
+        if not self.refs_page or name == self.refs_page:
+            return body
+        body = CITE_LINK.sub(lambda m: f"{m.group(1)}{self.refs_page}.html{m.group(2)}{m.group(3)}", body)
+        return body.replace('<div id="refs"', '<div id="refs" style="display: none"', 1)
+
+
+CITE_LANG = {"fr": "fr-FR", "en": "en-US"}
+
+
+def citations(lang: str, docs: list[Document], config: dict, files: list[Path]) -> Citations | None:
+    if not files:
+        return None
+    from text2image.book.qmd import mask
+
+    refs_page = next((doc.path.stem for doc in docs
+                      if any(c.kind == "markdown" and REFS_DIV.search(mask(c.source, fenced=c.fenced_lines))
+                             for c in doc.cells)), None)
+    cited = [c.name for doc in docs for c in doc.citations]
+    nocite = config.get("nocite")
+    if isinstance(nocite, str):
+        cited += [item.strip().lstrip("@") for item in nocite.split(",") if item.strip()]
+    return Citations(files, lang, refs_page, list(dict.fromkeys(cited)))
+
+
+def _pandoc(markdown: str, where: Path, extra: list[str] | None = None, citations: bool = False) -> str:
+    reader = "markdown" if citations else "markdown-citations"
     result = subprocess.run(
-        [pandoc_path(), "-f", "markdown-citations", "-t", "html5", "--mathml", "--wrap=none"],
+        [pandoc_path(), "-f", reader, "-t", "html5", "--mathml", "--wrap=none", *(extra or [])],
         input=markdown.encode(), capture_output=True,
     )
     if result.returncode != 0:
@@ -365,30 +433,99 @@ def language_link(config: dict, lang: str, root: Path | None = None) -> tuple[st
 
 def write_edition(lang: str, docs: list[Document], notebooks: list, executed: list[bool], config: dict,
                   out_dir: Path, cache_key: str, texts: list[str | None] | None = None,
-                  root: Path | None = None) -> bool:
-    """Write ``out_dir/<chapter>.html`` for every chapter; return False when the cached preview was current."""
-    key_file = out_dir / ".preview-key"
-    key = hashlib.sha256(json.dumps([FORMAT, cache_key, CSS.read_text()]).encode()).hexdigest()
-    pages = [out_dir / f"{doc.path.stem}.html" for doc in docs]
-    if key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in pages):
-        return False
+                  root: Path | None = None, bibliography: list[Path] | None = None) -> bool:
+    """Write ``out_dir/<chapter>.html`` for every chapter; return False when the cached preview was current.
+
+    The edition is built in a temporary folder and swapped in whole, under the
+    edition's lock: a concurrent render waits, then finds it current.
+    """
+    bibliography = list(bibliography or [])
+    key = hashlib.sha256(json.dumps([FORMAT, cache_key, CSS.read_text(),
+                                     [p.read_text(encoding="utf-8") for p in bibliography]]).encode()).hexdigest()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out_dir.parent / f".{out_dir.name}.lock"):
+        key_file = out_dir / ".preview-key"
+        pages = [out_dir / f"{doc.path.stem}.html" for doc in docs]
+        if key_file.is_file() and key_file.read_text() == key and all(p.is_file() for p in pages):
+            return False
+        for stale in out_dir.parent.glob(f".{out_dir.name}-*"):  # left by a render killed mid-way
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+        try:
+            _write_pages(lang, docs, notebooks, executed, config, staging, texts, root, bibliography)
+            write_atomic(staging / ".preview-key", key.encode())
+            os.chmod(staging, 0o755)
+            staging = _swap_in(staging, out_dir)  # now the old edition, if any
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _write_pages(lang: str, docs: list[Document], notebooks: list, executed: list[bool], config: dict,
+                 out_dir: Path, texts, root: Path | None, bibliography: list[Path]) -> None:
     outline = crossref.outline(lang, docs, config, texts)
     book_title = str((config.get("book") or {}).get("title") or "")
     other_label, other_page = language_link(config, lang, root)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    cites = citations(lang, docs, config, bibliography)
     shutil.copyfile(CSS, out_dir / "style.css")
     for doc, nb, ran in zip(docs, notebooks, executed):
+        name = doc.path.stem
         renderer = ChapterRenderer(doc, nb, outline, out_dir, ran)
         markdown = renderer.render()
-        body = _pandoc(markdown, doc.path)
-        for name, data in renderer.images.items():
-            write_atomic(out_dir / name, data)
-        write_atomic(out_dir / f"{doc.path.stem}.html", _page(lang, book_title, outline, doc.path.stem, body, other_label,
-                                                                 other_page).encode())
-    write_atomic(key_file, key.encode())
-    return True
+        if cites:
+            body = cites.fix_links(name, _pandoc(cites.front(name) + markdown, doc.path, cites.args(name), True))
+        else:
+            body = _pandoc(markdown, doc.path)
+        for image, data in renderer.images.items():
+            write_atomic(out_dir / image, data)
+        write_atomic(out_dir / f"{name}.html", _page(lang, book_title, outline, name, body, other_label,
+                                                     other_page).encode())
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (``flock``), held for the ``with`` block; a no-op where there is no ``fcntl``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent renders are guarded there
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2``); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def _swap_in(new: Path, target: Path) -> Path | None:
+    """Put the folder ``new`` at ``target``; return where the previous ``target`` now is (``None``: there was none)."""
+    if not target.exists():
+        os.rename(new, target)
+        return None
+    if _exchange(new, target):
+        return new
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+    os.rename(target, old / target.name)
+    os.rename(new, target)
+    shutil.rmtree(new, ignore_errors=True)
+    return old
 
 
 def write_root_index(root_dir: Path, first: str) -> None:

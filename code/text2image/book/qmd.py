@@ -55,6 +55,14 @@ CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 LABEL_DEF = re.compile(r"\{#(?P<name>(?:fig|tbl|sec)-[^\s}]*)")
 REFERENCE = re.compile(r"(?<![\w@.\\/])@(?P<name>(?:fig|tbl|sec)-[\w-]*\w)")
+# Pandoc citations (``[@key]``, ``@key``, ``[-@key]``): a key starts with a letter, digit or _, and
+# may hold internal punctuation :.#$%&-+?<>~/ (pandoc's manual, "Citation syntax"); ``@{...}`` too.
+CITATION = re.compile(r"(?<![\w@.\\/`])@(?:\{(?P<braced>[^}\s]+)\}|(?P<key>\w(?:[\w]|[:.#$%&\-+?<>~/](?=\w))*))")
+# The prefixes that make ``@x-...`` a cross-reference, not a citation (Quarto's refs.lua validRefTypes).
+CROSSREF_PREFIXES = frozenset("fig tbl lst eq sec thm lem cor prp cnj def exm exr sol rem".split())
+IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)(?P<title>[^)]*)\)(?P<attrs>\{[^}]*\})?")
+HTML_IMAGE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"'](?P<src>[^\"']+)[\"']", re.IGNORECASE)
+CALLOUT = re.compile(r"^ {0,3}:{3,}\s*(?:\{[^}]*?\.callout-(?P<kind>[\w-]+)[^}]*\}|callout-(?P<bare>[\w-]+))\s*$")
 DIV_OPEN = re.compile(r"^ {0,3}(?P<colons>:{3,})\s*\{(?P<attrs>[^}]*)\}\s*$")
 DIV_CLOSE = re.compile(r"^ {0,3}:{3,}\s*$")
 CONDITION = re.compile(r"(?P<key>when|unless)-profile\s*=\s*[\"']?(?P<value>[^\"'\s}]+)")
@@ -138,6 +146,12 @@ class Document:
     labels: list[Label]
     references: list[Reference]
     raw: str = ""  # the file as written (Quarto reads titles and numbering from it)
+    citations: list[Reference] = field(default_factory=list)  # [@key] and @key, crossrefs excluded
+    callouts: list[Reference] = field(default_factory=list)  # ::: {.callout-<kind>}: name is the kind
+
+    def inline_expressions(self) -> list[Inline]:
+        """Every `` `{python} expr` `` of the chapter, in reading order."""
+        return [item for cell in self.cells for item in cell.inline]
 
     @property
     def title(self) -> str:
@@ -412,7 +426,40 @@ def parse(path: Path | str, root: Path | None = None, text: str | None = None, p
     flush(len(lines) + 1)
 
     labels, references = _labels_and_references(path, cells, root)
-    return Document(path, front, cells, labels, references, raw)
+    citations, callouts = _citations_and_callouts(cells)
+    return Document(path, front, cells, labels, references, raw, citations, callouts)
+
+
+def citation_keys(text: str) -> list[tuple[str, int]]:
+    """``(key, offset)`` of every citation in ``text`` (already masked), cross-references left out."""
+    found = []
+    for match in CITATION.finditer(text):
+        key = match.group("braced") or match.group("key")
+        if key.split("-", 1)[0] in CROSSREF_PREFIXES and "-" in key:
+            continue
+        found.append((key, match.start()))
+    return found
+
+
+def _citations_and_callouts(cells: list[Cell]) -> tuple[list[Reference], list[Reference]]:
+    citations: list[Reference] = []
+    callouts: list[Reference] = []
+    for cell in cells:
+        if cell.kind == "code":
+            for key in ("fig-cap", "tbl-cap", "fig-alt"):
+                caption = cell.options.get(key)
+                for text in caption if isinstance(caption, list) else [caption]:
+                    if isinstance(text, str):
+                        citations += [Reference(name, cell.line) for name, _ in citation_keys(mask(text))]
+        elif cell.kind == "markdown":
+            visible = mask(cell.source, fenced=cell.fenced_lines)
+            for name, offset in citation_keys(visible):
+                citations.append(Reference(name, cell.line + visible.count("\n", 0, offset)))
+            for offset, line in enumerate(visible.split("\n")):
+                match = CALLOUT.match(line)
+                if match:
+                    callouts.append(Reference(match.group("kind") or match.group("bare"), cell.line + offset))
+    return citations, callouts
 
 
 def _labels_and_references(path: Path, cells: list[Cell], root) -> tuple[list[Label], list[Reference]]:

@@ -21,6 +21,10 @@ REGION_COLOURS = ("#c6dbef", "#fcbba1")
 CURVE_COLOURS = ("#444444", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
+# Two panels side by side, as wide as their smallest text (the 10 pt legend) allows in the column.
+WIDE = 7.4  # plots.max_width_in(10) is 7.6 in
+
+
 def _class_names() -> tuple[str, str]:
     return lang.tr("classe 0", "class 0"), lang.tr("classe 1", "class 1")
 
@@ -84,7 +88,7 @@ def sigmoid() -> object:
 
 def datasets(separable, non_linear) -> object:
     """The two toy problems side by side: ``separable`` and ``non_linear`` are ``(X, y)`` pairs."""
-    fig, axes = subplots(1, 2, figsize=(8.6, 4.4))
+    fig, axes = subplots(1, 2, figsize=(WIDE, 4.0))
     titles = (lang.tr("deux nuages (séparables)", "two blobs (separable)"),
               lang.tr("deux lunes (non séparables)", "two moons (not separable)"))
     for ax, (X, y), title in zip(axes, (separable, non_linear), titles):
@@ -109,7 +113,7 @@ def boundary(model, X, y, title: str | None = None) -> object:
 
 def boundaries(models: Mapping[str, object], X, y) -> object:
     """Several models' decision regions on the same data, one panel each (keys are the titles)."""
-    fig, axes = subplots(1, len(models), figsize=(4.4 * len(models), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(models), figsize=(WIDE / 2 * len(models), 3.6), squeeze=False)
     for ax, (title, model) in zip(axes[0], models.items()):
         _boundary(ax, model, X, y)
         ax.set_title(title)
@@ -130,7 +134,7 @@ def _log_axis(axis) -> None:
 
 def history(histories: Mapping[str, nn.History], accuracy: bool = True) -> object:
     """Training loss (log scale) and, if asked, training accuracy, per gradient step; keys are the legend."""
-    fig, axes = subplots(1, 2 if accuracy else 1, figsize=(9.0 if accuracy else 6.0, 3.6), squeeze=False)
+    fig, axes = subplots(1, 2 if accuracy else 1, figsize=(WIDE if accuracy else 6.0, 3.6), squeeze=False)
     loss_ax = axes[0][0]
     for colour, (name, h) in zip(CURVE_COLOURS, histories.items()):
         steps = np.arange(len(h.loss))
