@@ -103,8 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="execute chapters even when nothing changed since their last run")
     book.add_argument("--no-render", action="store_true",
                       help="execute and check only; skip quarto render / the HTML preview")
-    book.add_argument("--debug", action="store_true",
-                      help="print the traceback of an error or of Ctrl-C (also: TEXT2IMAGE_DEBUG=1)")
     book.set_defaults(func=_book)
 
     train = commands.add_parser("train", parents=[common], help="(re)train models and write their checkpoints")
