@@ -111,3 +111,13 @@ def test_a_mistyped_tokenizer_path_fails_at_once_without_the_network(tmp_path, n
         assert str(path) in str(error.value) and "hub is never asked" in str(error.value)
     assert time.perf_counter() - started < 5
     assert no_network == []
+
+
+def test_the_empty_caption_is_built_as_the_tokenizer_would_have_written_it():
+    empty = text.empty_caption(2)
+    tok = text.tokenizer()
+    assert empty["input_ids"].shape == (2, text.MAX_LENGTH)
+    assert empty["input_ids"][0, :3].tolist() == [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
+    assert empty["attention_mask"][0].sum() == 2
+    with pytest.raises(text.CaptionError, match="empty caption"):
+        text.encode([""])

@@ -106,6 +106,17 @@ def load(path) -> ShapesTokenizer:
     return ShapesTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
+def empty_caption(n: int, max_length: int = MAX_LENGTH) -> dict:
+    """The empty caption ``[BOS] [EOS]``, padded, ``n`` times: what classifier-free guidance conditions on when
+    a caption is dropped. The one caption the checks let through, on purpose: it is built here, never typed."""
+    import torch
+
+    tok = tokenizer()
+    ids = [tok.bos_token_id, tok.eos_token_id] + [tok.pad_token_id] * (max_length - 2)
+    mask = [1, 1] + [0] * (max_length - 2)
+    return {"input_ids": torch.tensor([ids] * n), "attention_mask": torch.tensor([mask] * n)}
+
+
 def encode(texts, max_length: int = MAX_LENGTH, return_tensors: str | None = "pt"):
     """Token ids and attention masks of ``texts``, padded to ``max_length`` (errors on unknown words)."""
     return tokenizer()(texts, padding="max_length", max_length=max_length, truncation=False,

@@ -100,7 +100,7 @@ def encode_prompts(prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def null_captions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The empty caption ``[BOS] [EOS]`` (what dropped captions become in training), ``n`` times."""
-    enc = T.encode([""] * n)
+    enc = T.empty_caption(n)
     return enc["input_ids"], enc["attention_mask"]
 
 
