@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel
 
 from text2image import text as T
+from text2image.models import seeded
 
 GRID = 8
 IMAGE_TOKENS = GRID * GRID   # codes per image (dalle-mini: 16 x 16 = 256)
@@ -119,15 +120,6 @@ class GptLayout:
 
 # ----------------------------------------------------------------------------- networks
 
-def _seeded(make, seed: int):
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return make()
-    finally:
-        torch.set_rng_state(state)
-
-
 def build_dalle_mini(size: dict, codebook: int, seed: int = 0) -> BartForConditionalGeneration:
     """A small ``BartForConditionalGeneration`` in the spirit of dalle-mini's micro configuration."""
     layout = BartLayout(codebook)
@@ -141,7 +133,7 @@ def build_dalle_mini(size: dict, codebook: int, seed: int = 0) -> BartForConditi
         pad_token_id=layout.pad, bos_token_id=None, eos_token_id=None, forced_bos_token_id=None,
         forced_eos_token_id=None, decoder_start_token_id=layout.start, scale_embedding=False,
     )
-    return _seeded(lambda: BartForConditionalGeneration(config), seed)
+    return seeded(lambda: BartForConditionalGeneration(config), seed)
 
 
 def build_dalle(size: dict, codebook: int, seed: int = 0) -> GPT2LMHeadModel:
@@ -155,7 +147,7 @@ def build_dalle(size: dict, codebook: int, seed: int = 0) -> GPT2LMHeadModel:
         # no pad_token_id: the pads of the caption are tokens of the stream, attended like any other
         bos_token_id=tok.bos_token_id, eos_token_id=None, pad_token_id=None,
     )
-    return _seeded(lambda: GPT2LMHeadModel(config), seed)
+    return seeded(lambda: GPT2LMHeadModel(config), seed)
 
 
 def parameters(model: torch.nn.Module) -> int:

@@ -34,6 +34,7 @@ from diffusers import AutoencoderKL, VQModel
 from text2image import checkpoints, paths, profiles, recipes
 from text2image.evaluate.reconstruction import evaluate
 from text2image.models import autoencoders as ae
+from text2image.models import seeded
 from text2image.recipes import Recipe
 from text2image.train import TrainConfig
 from text2image.world.render import render
@@ -116,7 +117,7 @@ def _percept_task(model: ae.ContentNet, profile: str):
 PERCEPT_WIDTH = {"smoke": 4, "cpu": 16, "gpu": 32}
 recipes.register(Recipe(
     "percept",
-    build=lambda profile: _seeded(lambda: ae.ContentNet(profiles.pick(PERCEPT_WIDTH, profile))),
+    build=lambda profile: seeded(lambda: ae.ContentNet(profiles.pick(PERCEPT_WIDTH, profile))),
     task=_percept_task,
     configs={
         "smoke": TrainConfig(steps=6, batch_size=16, lr=2e-3, checkpoint_every=100, log_every=2),
@@ -128,16 +129,6 @@ recipes.register(Recipe(
 
 
 # ----------------------------------------------------------------------------- training wrappers
-
-def _seeded(make: Callable[[], torch.nn.Module], seed: int = 0) -> torch.nn.Module:
-    """Build a model from a fixed seed, so a recipe's initial weights never depend on what ran before."""
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return make()
-    finally:
-        torch.set_rng_state(state)
-
 
 class VQTrainee(torch.nn.Module):
     """A VQModel with what training needs besides it: code usage (for restarts), a discriminator and a
@@ -223,7 +214,7 @@ def _ae_task(model, profile):
 
 recipes.register(Recipe(
     "ae",
-    build=lambda p: _seeded(lambda: ae.PlainAutoencoder(channels=tuple(_extra("ae", p)["channels"]),
+    build=lambda p: seeded(lambda: ae.PlainAutoencoder(channels=tuple(_extra("ae", p)["channels"]),
                                                         latent_channels=4, groups=_extra("ae", p)["groups"])),
     task=_ae_task, configs=_configs(latent_channels=4), model_class=ae.PlainAutoencoder, data_seed=TRAIN_SEED,
 ))
@@ -264,7 +255,7 @@ def with_scaling_factor(vae: AutoencoderKL, n: int = SCALE_IMAGES) -> Autoencode
 
 recipes.register(Recipe(
     "vae",
-    build=lambda p: _seeded(lambda: ae.build_vae(channels=tuple(_extra("vae", p)["channels"]), latent_channels=4,
+    build=lambda p: seeded(lambda: ae.build_vae(channels=tuple(_extra("vae", p)["channels"]), latent_channels=4,
                                                  groups=_extra("vae", p)["groups"])),
     task=_vae_task_for("vae"), configs=_configs(latent_channels=4, kl_weight=1e-4), model_class=AutoencoderKL,
     data_seed=TRAIN_SEED, export=with_scaling_factor,
@@ -291,7 +282,7 @@ def _build_vq(name: str, profile: str) -> VQTrainee:
                           if "disc_lr_scale" in extra else None)
         return VQTrainee(vq, restarts=extra["restarts"], discriminator=disc, percept=percept,
                          disc_optimizer=disc_optimizer)
-    return _seeded(make)
+    return seeded(make)
 
 
 def _vq_task_for(name: str):
@@ -395,7 +386,7 @@ def _dvae_task(model, profile):
 
 recipes.register(Recipe(
     "dvae",
-    build=lambda p: _seeded(lambda: ae.DiscreteVAE(channels=tuple(_extra("dvae", p)["channels"]),
+    build=lambda p: seeded(lambda: ae.DiscreteVAE(channels=tuple(_extra("dvae", p)["channels"]),
                                                    codebook_size=CODEBOOK, code_dim=CODE_DIM,
                                                    groups=_extra("dvae", p)["groups"])),
     task=_dvae_task, configs=_configs(**VQ, kl_weight=1e-4, final_temperature=1 / 16),
@@ -547,7 +538,7 @@ def discriminator_check(profile: str | None = None) -> dict[str, dict[str, dict]
         for kind, fake in fakes.items():
             out[kind] = {}
             for setting, optimiser in DISC_SETTINGS.items():
-                disc = _seeded(lambda: ae.PatchDiscriminator(_extra("vqgan", profile)["disc_channels"]))
+                disc = seeded(lambda: ae.PatchDiscriminator(_extra("vqgan", profile)["disc_channels"]))
                 opt = torch.optim.Adam(disc.parameters(), lr=optimiser["lr"], betas=optimiser["betas"])
                 for step in range(steps):
                     x = world_batch(step, BATCH[profile], seed=TRAIN_SEED + 7)
