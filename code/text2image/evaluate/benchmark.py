@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import time
 import zlib
@@ -277,8 +278,6 @@ def register_generator(name: str, factory: Callable[[str], Generator]) -> None:
 
 
 def generator(name: str, profile: str | None = None) -> Generator:
-    import importlib
-
     for module in GENERATOR_MODULES + recipes.RECIPE_MODULES:
         importlib.import_module(module)
     if name not in GENERATORS:
