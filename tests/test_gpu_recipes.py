@@ -20,14 +20,15 @@ def project(tmp_path, monkeypatch):
 
 
 def test_the_subset_has_one_recipe_of_every_signature():
-    every = {check.signature(name) for name in recipes.load_all() if name not in check.NOT_IN_CI}
-    assert {check.signature(name) for name in check.CI_SUBSET} == every
-    assert set(check.NOT_IN_CI) <= set(recipes.load_all())  # the exceptions name real recipes
+    every = {check.signature(name) for name in recipes.load_all()}
+    assert {check.signature(name) for name in (*check.CI_SUBSET, *check.CI_SMALL_BATCH)} == every
 
 
 def test_one_gpu_recipe_of_each_signature_trains_evaluates_saves_and_loads(project):
-    results = check.run(check.CI_SUBSET, report=lambda line: None)
-    assert [r.name for r in results] == list(check.CI_SUBSET)
+    quiet = lambda line: None  # noqa: E731
+    results = check.run(check.CI_SUBSET, report=quiet) + check.run(check.CI_SMALL_BATCH, quiet, check.CI_BATCH)
+    assert [r.name for r in results] == [*check.CI_SUBSET, *check.CI_SMALL_BATCH]
+    assert all(recipes.get(name).config("gpu").batch_size > check.CI_BATCH for name in check.CI_SMALL_BATCH)
     for result in results:
         with recipes.untrained():  # the cpu model's size, without training the bases of follow-ups
             cpu_size = sum(p.numel() for p in recipes.get(result.name).build("cpu").parameters())

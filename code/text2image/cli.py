@@ -81,7 +81,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from text2image.recipes import check
 
-    return check.main(args.names or None)
+    return check.main(args.names or None, batch_size=args.batch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "evaluation and a save/load round trip, on the CPU")
     check.add_argument("what", choices=("gpu-recipes",))
     check.add_argument("names", nargs="*", help="only these recipes (default: all)")
+    check.add_argument("--batch", type=int, default=None, metavar="N",
+                       help="one step with a batch of N instead of the gpu batch (the model keeps its full size)")
     check.set_defaults(func=_check)
     return parser
 

@@ -7,25 +7,31 @@ one save/load round trip (the exported model, through the same
 folder. A shape or config error in a recipe that only a GPU machine would
 train is caught on any machine. The bases of follow-ups (``clip`` under the
 CLIP fine-tunes, ``vae`` under ``vae-long``, ``percept`` under ``vqgan``) are
-built untrained (:func:`text2image.recipes.untrained`): nothing is read from
-or written to the checkpoint folders.
+built untrained (:func:`text2image.recipes.untrained`), and every cache the
+check writes (run states, the DALL·E recipes' image tokens) goes to a
+temporary ``TEXT2IMAGE_CACHE``: nothing is read from or written to the
+checkpoint folders.
 
 The one evaluation is the recipe's own ``eval_fn`` with the gpu profile's
 sizes, except for the number of evaluation images, which is cut to
 ``EVAL_IMAGES`` (the full gpu evaluation of 2,048 images per model would take
-most of the time and check nothing more about the recipe).
+most of the time and check nothing more about the recipe); likewise the
+DALL·E recipes tokenise ``TOKENISED`` training examples instead of their
+million (:func:`small_data`).
 
-The command checks all of them (19 recipes, about 9 minutes on 2 busy cores:
+The command checks all of them (21 recipes, about 13 minutes on 2 busy cores:
 most of it is one full gpu batch through each model). The test suite checks
-:data:`CI_SUBSET`, one recipe per :func:`signature` (model class, network
-sizes, adversarial or not), which a test keeps complete: the recipes it
-leaves out differ from one it checks only by steps, learning rate, data or
-codebook size.
+one recipe per :func:`signature` (model class, network sizes, adversarial or
+not), which a test keeps complete: :data:`CI_SUBSET` with the gpu batch, and
+:data:`CI_SMALL_BATCH` (the DALL·E transformers) at full size with a batch of
+:data:`CI_BATCH`. The recipes it leaves out differ from one it checks only by
+steps, learning rate, data or codebook size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -34,16 +40,19 @@ from typing import Iterator, Sequence
 
 import torch
 
-from text2image import checkpoints, recipes
+from text2image import checkpoints, paths, recipes
 from text2image.train import Trainer
 
 PROFILE = "gpu"
 EVAL_IMAGES = 64  # images (or captions) of the one evaluation
+TOKENISED = 512   # training examples the DALL·E recipes tokenise (two gpu batches)
+SAMPLED = 4       # prompts whose sampled image the DALL·E evaluation judges
 # One recipe per signature, the quicker one where several share it (see the module's docstring).
 CI_SUBSET = ("percept", "ae", "vae", "vqvae", "vqgan", "dvae", "vq-sweep/k4096", "clip-relation-twins")
-# Left out of the suite: their batches are the gpu vqvae-long's tokens, so checking them on a CPU first
-# trains that tokenizer with its full gpu recipe (``check gpu-recipes dalle`` still runs them by name).
-NOT_IN_CI = ("dalle", "dalle-mini")
+# ... and these at full size but with a batch of CI_BATCH: one step of their 44M-parameter transformers at the
+# gpu batch of 256 takes 165 s (dalle) and 46 s (dalle-mini) on 2 busy cores; shapes do not depend on the batch.
+CI_SMALL_BATCH = ("dalle", "dalle-mini")
+CI_BATCH = 8
 
 
 def signature(name: str) -> tuple:
@@ -65,22 +74,49 @@ class Result:
 
 
 @contextlib.contextmanager
-def small_evaluations(n: int = EVAL_IMAGES) -> Iterator[None]:
-    """Cut the recipes' evaluation sets to ``n`` items for the gpu profile while the check runs."""
-    from text2image.recipes import autoencoders, clip
+def small_data(n: int = EVAL_IMAGES) -> Iterator[None]:
+    """Cut the gpu profile's evaluation sets to ``n`` items, and what the DALL·E recipes tokenise and sample,
+    while the check runs (the recipes' tables are put back after)."""
+    import importlib
 
-    tables = [(autoencoders, "EVAL_IMAGES"), (clip, "EVAL_SIZE")]
-    saved = []
-    for module, attribute in tables:
-        table = getattr(module, attribute, None)
-        if isinstance(table, dict) and PROFILE in table:
-            saved.append((table, table[PROFILE]))
-            table[PROFILE] = n
+    saved: list[tuple[dict, str, object]] = []
+
+    def cut(table, key, value):
+        if isinstance(table, dict) and key in table:
+            saved.append((table, key, table[key]))
+            table[key] = value
+
+    for module, names in (("autoencoders", ("EVAL_IMAGES",)), ("clip", ("EVAL_SIZE",)),
+                          ("dalle", ("VAL_EXAMPLES",))):
+        try:
+            loaded = importlib.import_module(f"text2image.recipes.{module}")
+        except ImportError:
+            continue
+        for name in names:
+            cut(getattr(loaded, name, None), PROFILE, n)
+    dalle = importlib.import_module("text2image.recipes.dalle") if "dalle" in recipes.load_all() else None
+    if dalle is not None:
+        cut(dalle.EVAL_PROMPTS, PROFILE, SAMPLED)
+        for configs in dalle.CONFIGS.values():
+            cut(configs[PROFILE].extra, "examples", TOKENISED)
     try:
         yield
     finally:
-        for table, value in saved:
-            table[PROFILE] = value
+        for table, key, value in reversed(saved):
+            table[key] = value
+
+
+@contextlib.contextmanager
+def _temporary_cache(folder: Path) -> Iterator[None]:
+    before = os.environ.get(paths.CACHE_ENV)
+    os.environ[paths.CACHE_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(paths.CACHE_ENV, None)
+        else:
+            os.environ[paths.CACHE_ENV] = before
 
 
 def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -91,17 +127,25 @@ def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.allclose(sa[k].float(), sb[k].float(), atol=1e-2, rtol=1e-2) for k in sa)
 
 
-def check_recipe(name: str, folder: Path) -> Result:
-    """One step, one evaluation and a save/load round trip of ``name``'s gpu recipe, in ``folder``."""
+def check_recipe(name: str, folder: Path, batch_size: int | None = None) -> Result:
+    """One step, one evaluation and a save/load round trip of ``name``'s gpu recipe, in ``folder``
+    (with the gpu batch, unless ``batch_size``)."""
     started = time.perf_counter()
     recipe = recipes.get(name)
     with recipes.untrained():
-        model = recipe.build(PROFILE)
-        loss_fn, batch_fn, eval_fn = recipe.task(model, PROFILE)
-    config = replace(recipe.config(PROFILE), steps=1, checkpoint_every=1, eval_every=0, log_every=1)
-    trainer = Trainer(model, loss_fn, batch_fn, config, folder / "run", eval_fn=eval_fn, device="cpu",
-                      description=f"check {name}")
-    metrics = trainer.fit(progress=False)
+        gpu = recipe.config(PROFILE)
+        full_batch = gpu.batch_size
+        if batch_size:  # in place: the tasks read this very config (through the registry or their own table)
+            gpu.batch_size = batch_size
+        try:
+            model = recipe.build(PROFILE)
+            loss_fn, batch_fn, eval_fn = recipe.task(model, PROFILE)
+            config = replace(gpu, steps=1, checkpoint_every=1, eval_every=0, log_every=1)
+            trainer = Trainer(model, loss_fn, batch_fn, config, folder / "run", eval_fn=eval_fn, device="cpu",
+                              description=f"check {name}")
+            metrics = trainer.fit(progress=False)
+        finally:
+            gpu.batch_size = full_batch
     loss = float(next(iter(_log_rows(folder / "run")), {}).get("loss", float("nan")))
     if not torch.isfinite(torch.tensor(loss)):
         raise FloatingPointError(f"{name}: the gpu recipe's first loss is {loss}")
@@ -123,22 +167,23 @@ def _log_rows(run_dir: Path) -> list[dict]:
     return read_log(run_dir)
 
 
-def run(names: Sequence[str] | None = None, report=print) -> list[Result]:
+def run(names: Sequence[str] | None = None, report=print, batch_size: int | None = None) -> list[Result]:
     """Check ``names`` (default: every registered recipe); raises on the first recipe that fails."""
     names = list(names) if names else sorted(recipes.load_all())
     results = []
-    with small_evaluations(), tempfile.TemporaryDirectory(prefix="t2i-gpu-check-") as temp:
+    with tempfile.TemporaryDirectory(prefix="t2i-gpu-check-") as temp, \
+            _temporary_cache(Path(temp) / "cache"), small_data():
         for name in names:
             recipes.get(name)
-            result = check_recipe(name, Path(temp) / name.replace("/", "_"))
+            result = check_recipe(name, Path(temp) / name.replace("/", "_"), batch_size)
             results.append(result)
             report(f"{name}: ok ({result.parameters:,} parameters, first loss {result.loss:.4g}, "
                    f"{result.seconds:.1f} s)")
     return results
 
 
-def main(names: Sequence[str] | None = None) -> int:
+def main(names: Sequence[str] | None = None, batch_size: int | None = None) -> int:
     started = time.perf_counter()
-    results = run(names)
+    results = run(names, batch_size=batch_size)
     print(f"{len(results)} gpu recipes checked in {time.perf_counter() - started:.0f} s")
     return 0
