@@ -118,6 +118,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "world": world,
     "oracle": oracle,
     "scoring": scoring,
+    # the training step of each recipe of the GAN / diffusion / flow-matching chapter against a bare PyTorch loop
+    "generative-throughput": "text2image.recipes.generative:throughput_main",
 }
 
 

@@ -41,7 +41,8 @@ from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer, is_main_p
 
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
-RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip", "text2image.recipes.dalle")
+RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip", "text2image.recipes.dalle",
+                                   "text2image.recipes.generative")
 
 
 class UnknownRecipe(LookupError):
@@ -69,6 +70,9 @@ class Recipe:
     GAN discriminator); by default the whole trained model. ``base`` names the
     recipe whose shipped weights this one goes on from: the manifest records
     their digest, and loading refuses a checkpoint whose base has changed since.
+    ``trainer``: the loop, a subclass of :class:`~text2image.train.Trainer` for a
+    model that is not trained by one loss and one optimiser step (the GANs'
+    alternating steps); by default the Trainer itself.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Recipe:
     data_seed: int = 0
     export: Callable[[torch.nn.Module], torch.nn.Module] | None = None
     base: str | None = None
+    trainer: type[Trainer] | None = None
 
     def config(self, profile: str) -> TrainConfig:
         return profiles.pick(self.configs, profile)
@@ -199,8 +204,8 @@ def _train(recipe: Recipe, profile: str, progress: bool, device: str | None) -> 
     model = recipe.build(profile)
     loss_fn, batch_fn, eval_fn = recipe.task(model, profile)
     run_dir = run_folder(name, profile)
-    trainer = Trainer(model, loss_fn, batch_fn, config, run_dir, eval_fn=eval_fn, device=device,
-                      description=f"{name} ({profile})")
+    trainer = (recipe.trainer or Trainer)(model, loss_fn, batch_fn, config, run_dir, eval_fn=eval_fn, device=device,
+                                          description=f"{name} ({profile})")
     started = time.perf_counter()
     metrics = trainer.fit(progress=progress)
     folder = target_folder(name, profile)
@@ -312,6 +317,14 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
                       f"training it now", flush=True)
                 folder = _train(recipe, profile, progress, None)
                 manifest = _check(recipe, folder, profile)
-    template = None if recipe.model_class is not None else recipe.build(profile)
-    model = checkpoints.load(recipe.model_class or torch.nn.Module, folder, model=template)
+    model = checkpoints.load(recipe.model_class or torch.nn.Module, folder, model=template(recipe, profile))
     return model, manifest
+
+
+def template(recipe: Recipe, profile: str) -> torch.nn.Module | None:
+    """What a plain-module checkpoint loads into: the recipe's fresh model, as exported (``None`` for a
+    class that loads itself with ``from_pretrained``)."""
+    if recipe.model_class is not None:
+        return None
+    model = recipe.build(profile)
+    return recipe.export(model) if recipe.export else model

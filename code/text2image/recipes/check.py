@@ -17,13 +17,14 @@ sizes, except for the number of evaluation images, which is cut to
 ``EVAL_IMAGES`` (the full gpu evaluation of 2,048 images per model would take
 most of the time and check nothing more about the recipe); likewise the
 DALL·E recipes tokenise ``TOKENISED`` training examples instead of their
-million (:func:`small_data`).
+million, and the pixel-space generators judge ``SAMPLED`` validation prompts
+drawn in two sampling steps (:func:`small_data`).
 
 The command checks all of them (21 recipes, about 13 minutes on 2 busy cores:
 most of it is one full gpu batch through each model). The test suite checks
 one recipe per :func:`signature` (model class, network sizes, adversarial or
 not), which a test keeps complete: :data:`CI_SUBSET` with the gpu batch, and
-:data:`CI_SMALL_BATCH` (the DALL·E transformers) at full size with a batch of
+:data:`CI_SMALL_BATCH` (the DALL·E transformers and the pixel-space generators) at full size with a batch of
 :data:`CI_BATCH`. The recipes it leaves out differ from one it checks only by
 steps, learning rate, data or codebook size.
 """
@@ -51,7 +52,9 @@ SAMPLED = 4       # prompts whose sampled image the DALL·E evaluation judges
 CI_SUBSET = ("percept", "ae", "vae", "vqvae", "vqgan", "dvae", "vq-sweep/k4096", "clip-relation-twins")
 # ... and these at full size but with a batch of CI_BATCH: one step of their 44M-parameter transformers at the
 # gpu batch of 256 takes 165 s (dalle) and 46 s (dalle-mini) on 2 busy cores; shapes do not depend on the batch.
-CI_SMALL_BATCH = ("dalle", "dalle-mini")
+# The four pixel-space generators (plain modules, each its own signature) likewise: their 28M-parameter UNet
+# and generator at the gpu batch of 256 would take minutes a step here.
+CI_SMALL_BATCH = ("dalle", "dalle-mini", "gan", "gan-sn", "ddpm", "flow-matching")
 CI_BATCH = 8
 
 
@@ -99,6 +102,11 @@ def small_data(n: int = EVAL_IMAGES) -> Iterator[None]:
         cut(dalle.EVAL_PROMPTS, PROFILE, SAMPLED)
         for configs in dalle.CONFIGS.values():
             cut(configs[PROFILE].extra, "examples", TOKENISED)
+    generative = importlib.import_module("text2image.recipes.generative") if "ddpm" in recipes.load_all() else None
+    if generative is not None:  # validation prompts, images of the val loss, and two sampling steps
+        cut(generative.VAL_PROMPTS, PROFILE, SAMPLED)
+        cut(generative.VAL_LOSS_IMAGES, PROFILE, n)
+        cut(generative.EVAL_SAMPLING, PROFILE, generative.EVAL_SAMPLING[PROFILE].but(steps=2))
     try:
         yield
     finally:
@@ -141,8 +149,8 @@ def check_recipe(name: str, folder: Path, batch_size: int | None = None) -> Resu
             model = recipe.build(PROFILE)
             loss_fn, batch_fn, eval_fn = recipe.task(model, PROFILE)
             config = replace(gpu, steps=1, checkpoint_every=1, eval_every=0, log_every=1)
-            trainer = Trainer(model, loss_fn, batch_fn, config, folder / "run", eval_fn=eval_fn, device="cpu",
-                              description=f"check {name}")
+            trainer = (recipe.trainer or Trainer)(model, loss_fn, batch_fn, config, folder / "run", eval_fn=eval_fn,
+                                                  device="cpu", description=f"check {name}")
             metrics = trainer.fit(progress=False)
         finally:
             gpu.batch_size = full_batch
@@ -154,8 +162,7 @@ def check_recipe(name: str, folder: Path, batch_size: int | None = None) -> Resu
                 "train_seconds": round(trainer.seconds, 3), "samples_per_second": 0.0, "data_seed": recipe.data_seed,
                 "device": "cpu", "parameters": sum(p.numel() for p in shipped.parameters()), "metrics": metrics}
     saved = checkpoints.save(shipped, folder / "checkpoint", manifest)
-    template = None if recipe.model_class is not None else recipe.build(PROFILE)
-    loaded = checkpoints.load(recipe.model_class or torch.nn.Module, saved, model=template)
+    loaded = checkpoints.load(recipe.model_class or torch.nn.Module, saved, model=recipes.template(recipe, PROFILE))
     if not _same_outputs(shipped, loaded):
         raise checkpoints.CheckpointError(f"{name}: the gpu model does not come back the same from its checkpoint")
     return Result(name, manifest["parameters"], loss, metrics, time.perf_counter() - started)

@@ -1,0 +1,637 @@
+"""Recipes of the chapter on GANs, diffusion and flow matching: four pixel-space generators at 32 px.
+
+* ``gan``: the text-conditioned DCGAN of :mod:`text2image.models.gan`, trained
+  by the hand-written loop of :class:`GanTrainer` (a discriminator step, then a
+  generator step, every step);
+* ``gan-sn``: the same, with one change: spectral normalisation in the
+  discriminator (the stabilising change the chapter measures);
+* ``ddpm``: the denoiser of :mod:`text2image.models.diffusion` trained to
+  predict the noise (DDPM);
+* ``flow-matching``: the same denoiser, same data, steps, batch and learning
+  rate, trained to predict the velocity (flow matching).
+
+**Data.** The batch of step ``s`` is the training examples ``s B .. (s+1) B - 1``
+(a stream that never repeats; rendered on the fly, 1 ms an image), a pure
+function of the step, so an interrupted run resumes exactly. The diffusion
+recipes replace a share ``drop_caption`` of the captions by the empty caption
+(:func:`text2image.text.empty_caption`), which classifier-free guidance needs.
+
+**Budget.** The four cpu recipes get the same order of wall-clock time on one
+thread; the GANs, whose step is much cheaper, make more steps. The sampling
+networks have the same number of parameters within 10 % (the generator and
+its caption encoder against the denoiser and its caption encoder; a test
+holds it), the discriminators are reported beside them.
+
+**Monitoring** is on ``val`` only (``test`` is the benchmark's): every
+``eval_every`` steps, two images for each of a fixed set of validation prompts
+(a quarter of each prompt kind), the oracle's verdict per category, and the
+diversity of the two images of a prompt against the world's own (mode
+collapse shows as a diversity near 0). The eval history ships with the
+checkpoint and gives the chapter its curves of score against training step.
+
+**Generators** ``gan``, ``gan-sn``, ``ddpm`` and ``flow-matching`` are registered
+with the shared benchmark (``python -m text2image bench generate ddpm``); the
+sweeps (sampling steps, guidance scale) run on a smaller fixed part of its
+prompt set (:func:`quick_benchmark`), cached next to each checkpoint.
+``python -m text2image bench generative-throughput`` compares each recipe's
+training step with a bare PyTorch loop on the same model and batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from text2image import checkpoints, profiles
+from text2image import text as T
+from text2image.evaluate import benchmark as B
+from text2image.evaluate import intervals, verdicts
+from text2image.models import diffusion as D
+from text2image.models import gan as G
+from text2image.pipelines import diffusion as P
+from text2image.pipelines.gan import GanPipeline
+from text2image.recipes import Recipe, checkpoint_folder, load_or_train, register
+from text2image.train import TrainConfig, Trainer, pick_device, read_log, split_batch
+from text2image.world import splits
+from text2image.world.render import render
+from text2image.world.tensors import RESOLUTION, prompt_renders, to_tensor
+
+GANS = ("gan", "gan-sn")
+DIFFUSION = {"ddpm": "epsilon", "flow-matching": "velocity"}
+NAMES = (*GANS, *DIFFUSION)
+DATA_SEED = 17
+EVAL_SEED = 1717
+DROP_CAPTION = 0.1  # share of captions replaced by the empty one in the diffusion recipes (guidance needs some)
+VAL_PROMPTS = {"smoke": 4, "cpu": 48, "gpu": 256}  # validation prompts of the monitoring, a quarter per kind
+VAL_SAMPLES = 2                                    # images per validation prompt (diversity needs two)
+VAL_LOSS_IMAGES = {"smoke": 16, "cpu": 256, "gpu": 1024}  # validation images of the diffusion models' val_loss
+EVAL_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(steps=20), "gpu": P.Sampling(steps=50)}
+
+# ----------------------------------------------------------------------------- sizes and steps
+# The cpu recipes train in at most 60 minutes each on ONE thread of this machine (2 cores, AVX-512), measured
+# with the Trainer on the cpu configs below (OMP_NUM_THREADS=1, process CPU time, the other core busy with two
+# other trainings; see the report of issue 17):
+#   ddpm / flow-matching (UNet2DConditionModel 32/64/64 + caption encoder, 1.52M parameters), batch 32:
+#     STEP_SECONDS_DIFFUSION a step -> DIFFUSION_CPU_STEPS steps, plus EVALS evaluations of 96 images at 20 steps;
+#   gan / gan-sn (generator 1.5M, discriminator 0.9M), batch 64: STEP_SECONDS_GAN a step (a discriminator
+#     step and a generator step) -> GAN_CPU_STEPS steps.
+DIFFUSION_CONFIGS = {
+    "smoke": dict(steps=6, batch_size=8, lr=1e-3, warmup=1),
+    "cpu": dict(steps=2800, batch_size=32, lr=5e-4, warmup=100),
+    "gpu": dict(steps=60_000, batch_size=256, lr=2e-4, warmup=1000),
+}
+GAN_CONFIGS = {
+    "smoke": dict(steps=6, batch_size=8, lr=2e-4, warmup=0),
+    "cpu": dict(steps=6000, batch_size=64, lr=2e-4, warmup=0),
+    "gpu": dict(steps=100_000, batch_size=256, lr=2e-4, warmup=0),
+}
+GAN_BETAS = (0.5, 0.999)  # DCGAN's Adam
+
+
+def _config(name: str, profile: str) -> TrainConfig:
+    gan = name in GANS
+    base = (GAN_CONFIGS if gan else DIFFUSION_CONFIGS)[profile]
+    steps = base["steps"]
+    extra: dict[str, Any] = {"size": (G.SIZES if gan else D.SIZES)[profile]}
+    if gan:
+        extra.update(gan=True, spectral_norm=name == "gan-sn")
+    else:
+        extra.update(objective=DIFFUSION[name], drop_caption=DROP_CAPTION)
+    return TrainConfig(steps=steps, batch_size=base["batch_size"], lr=base["lr"], warmup=base["warmup"],
+                       weight_decay=0.0 if gan else 0.01, betas=GAN_BETAS if gan else (0.9, 0.999),
+                       grad_clip=None if gan else 1.0,
+                       eval_every=0 if profile == "smoke" else max(1, steps // 8),
+                       checkpoint_every=2 if profile == "smoke" else max(1, steps // 20),
+                       log_every=1 if profile == "smoke" else 10, seed=DATA_SEED, extra=extra)
+
+
+CONFIGS = {name: {p: _config(name, p) for p in profiles.PROFILES} for name in NAMES}
+
+
+# ----------------------------------------------------------------------------- batches
+
+def make_batch(step: int, batch_size: int, drop_caption: float = 0.0,
+               seed: int = DATA_SEED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images (B, 3, 32, 32) in [-1, 1], caption ids (B, 32), masks (B, 32))`` of a step; a share
+    ``drop_caption`` of the captions (drawn from ``(seed, step)``) is the empty caption."""
+    examples = splits.examples("train", step * batch_size, (step + 1) * batch_size)
+    images, _ = render([e.scene for e in examples], RESOLUTION)
+    enc = T.encode([e.caption.text for e in examples])
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if drop_caption:
+        dropped = torch.from_numpy(np.random.default_rng([seed, step]).random(batch_size) < drop_caption)
+        null = T.empty_caption(1)
+        ids[dropped], mask[dropped] = null["input_ids"][0], null["attention_mask"][0]
+    return to_tensor(images), ids, mask
+
+
+def _on(model: torch.nn.Module, tensors) -> list[torch.Tensor]:
+    device = next(model.parameters()).device
+    return [t.to(device) for t in tensors]
+
+
+# ----------------------------------------------------------------------------- the GAN loop
+
+def gan_loss(pair: G.GanPair, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One player's loss: ``batch = (phase, images, ids, masks)``, phase ``"discriminator"`` or ``"generator"``.
+
+    The discriminator's turn: the generator draws a batch without gradients, and
+    the discriminator is scored on real images with their captions, real images
+    with the wrong captions, and the generated images with their captions. The
+    generator's turn: fresh noise, and the discriminator's verdict on the new
+    images, the discriminator frozen (its weights get no gradient).
+    """
+    phase, images, ids, mask = batch
+    images, ids, mask = _on(pair, (images, ids, mask))
+    z = torch.randn(len(images), pair.generator.z_dim, device=images.device)
+    d = pair.discriminator
+    if phase == "discriminator":
+        with torch.no_grad():
+            fake = pair.generator(z, ids, mask)
+        wrong_ids, wrong_mask = G.mismatched(ids, mask)
+        real, wrong, made = d(images, ids, mask), d(images, wrong_ids, wrong_mask), d(fake, ids, mask)
+        loss = G.discriminator_loss(real, wrong, made)
+        return loss, {"d_real": torch.sigmoid(real).mean().detach(), "d_wrong": torch.sigmoid(wrong).mean().detach(),
+                      "d_fake": torch.sigmoid(made).mean().detach()}
+    if phase != "generator":
+        raise ValueError(f"a GAN step has a 'discriminator' and a 'generator' phase, not {phase!r}")
+    d.requires_grad_(False)  # the generator's loss must not move the discriminator
+    try:
+        made = d(pair.generator(z, ids, mask), ids, mask)
+    finally:
+        d.requires_grad_(True)
+    return G.generator_loss(made), {"d_fake_for_g": torch.sigmoid(made).mean().detach()}
+
+
+class GanTrainer(Trainer):
+    """The GAN's training loop, written out: each step is two optimiser steps, the discriminator's then the
+    generator's, on the same real batch (Goodfellow et al., 2014, with one discriminator step per generator step).
+
+    Everything else is the project's Trainer: the learning-rate schedule, the
+    logs, exact resumption (the noise is drawn from the saved generators),
+    Ctrl-C, several processes. One AdamW holds both players as separate
+    groups; a player whose gradients are ``None`` is left alone by ``step()``,
+    so each phase moves one player only.
+    """
+
+    PHASES = ("discriminator", "generator")
+
+    def _player(self, phase: str) -> torch.nn.Module:
+        return getattr(self.model, phase)
+
+    def _one_step(self, batch) -> tuple[float, dict[str, float]]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(self.step) * group.get("lr_scale", 1.0)
+        part = split_batch(batch, self.rank, self.processes)
+        metrics: dict[str, float] = {}
+        losses = {}
+        for phase in self.PHASES:
+            loss, parts = self._loss_module((phase, *part))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the {phase}'s loss is {loss.item()} at step {self.step}; "
+                                         f"lower the learning rate")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            if self.config.grad_clip:
+                self.accelerator.clip_grad_norm_(list(self._player(phase).parameters()), self.config.grad_clip)
+            self.optimizer.step()
+            losses[phase] = loss.detach()
+            metrics.update({k: float(v) for k, v in parts.items()})
+        if self.processes > 1:
+            self._keep_replicas_identical()
+        shown = {k: (self.accelerator.reduce(v, "mean") if self.processes > 1 else v) for k, v in losses.items()}
+        metrics.update(d_loss=float(shown["discriminator"]), g_loss=float(shown["generator"]))
+        return float(shown["generator"]), metrics
+
+
+# ----------------------------------------------------------------------------- monitoring on val
+
+@functools.lru_cache(maxsize=8)
+def val_prompts(n: int) -> tuple[str, ...]:
+    """``n`` distinct validation captions, a quarter of each kind (one object, counting, two objects listed,
+    a relation): the kinds the benchmark's categories are read from."""
+    kinds = (("single", None), ("count", None), ("list", 2), ("relation", 2))
+    per_kind = max(1, n // len(kinds))
+    found: dict[tuple, list[str]] = {k: [] for k in kinds}
+    index = 0
+    while any(len(v) < per_kind for v in found.values()):
+        example = splits.example("val", index)
+        prompt = example.prompt
+        for kind, objects in kinds:
+            box = found[(kind, objects)]
+            if (prompt.kind == kind and (objects is None or len(prompt.specs) == objects)
+                    and len(box) < per_kind and example.caption.text not in box):
+                box.append(example.caption.text)
+        index += 1
+    return tuple(p for box in found.values() for p in box)
+
+
+def pixel_spread(images: np.ndarray) -> np.ndarray:
+    """Per prompt, the mean absolute pixel difference (in [0, 1]) between two of its images: (P, N, H, W, 3) -> (P,)."""
+    x = images.astype(np.float32) / 255.0
+    n = x.shape[1]
+    if n < 2:
+        return np.zeros(len(x))
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    return np.mean([np.abs(x[:, i] - x[:, j]).mean(axis=(1, 2, 3)) for i, j in pairs], axis=0)
+
+
+def world_draws(prompts: Sequence[str], n: int, seed: int = EVAL_SEED) -> np.ndarray:
+    """``n`` world renders of each prompt (new scenes each): (P, n, 32, 32, 3)."""
+    return np.stack([prompt_renders(list(prompts), seed + 1000 * k) for k in range(n)], axis=1)
+
+
+def draws(generate: Callable, prompts: Sequence[str], n: int, seed: int) -> np.ndarray:
+    """``n`` images of each prompt, one call per draw (seeds ``seed .. seed + n - 1``): (P, n, 32, 32, 3)."""
+    return np.stack([B.check_images(generate(list(prompts), seed + k), prompts) for k in range(n)], axis=1)
+
+
+def category_shares(judged: Sequence[verdicts.Verdict]) -> dict[str, float]:
+    """The share of each benchmark category's checks that pass, for the categories the verdicts have."""
+    out = {}
+    for category in verdicts.CATEGORIES:
+        checks = [v.checks[category] for v in judged if category in v.checks]
+        if checks:
+            out[category] = float(np.mean(checks))
+    return out
+
+
+def val_scores(generate: Callable, profile: str) -> dict[str, float]:
+    """The monitoring: per-category shares, the share of correct images, and the diversity of the draws of a
+    prompt relative to the world's (1: as varied as the world; 0: one image per prompt, mode collapse)."""
+    prompts = list(val_prompts(profiles.pick(VAL_PROMPTS, profile)))
+    images = draws(generate, prompts, VAL_SAMPLES, EVAL_SEED)
+    judged = verdicts.score_batch([p for p in prompts for _ in range(VAL_SAMPLES)], images.reshape(-1, 32, 32, 3))
+    world = pixel_spread(world_draws(prompts, VAL_SAMPLES))
+    return {**{f"val_{k}": v for k, v in category_shares(judged).items()},
+            "val_correct": float(np.mean([B.correct(v) for v in judged])),
+            "val_diversity": float(pixel_spread(images).mean() / max(world.mean(), 1e-9))}
+
+
+@functools.lru_cache(maxsize=4)
+def _val_batch(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``n`` validation examples with a fixed noise and a fixed time-step index each."""
+    examples = splits.examples("val", 0, n)
+    images, _ = render([e.scene for e in examples], RESOLUTION)
+    enc = T.encode([e.caption.text for e in examples])
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    noise = torch.randn((n, 3, RESOLUTION, RESOLUTION), generator=generator)
+    index = torch.randint(0, D.TRAIN_STEPS, (n,), generator=generator)
+    return to_tensor(images), enc["input_ids"], enc["attention_mask"], noise, index
+
+
+@torch.no_grad()
+def val_loss(model: D.PixelDenoiser, objective: str, n: int, chunk: int = 128) -> float:
+    """The training loss on fixed validation images, noises and time steps: a deterministic measure of the
+    denoiser (what the shipped checkpoint must reproduce)."""
+    scheduler = D.training_scheduler(objective)
+    total = 0.0
+    x0, ids, mask, noise, index = _val_batch(n)
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        x, i, m, e = _on(model, (x0[part], ids[part], mask[part], noise[part]))
+        x_t, timestep, target = D.noised(objective, scheduler, x, e, index[part])
+        total += float(torch.nn.functional.mse_loss(model(x_t, timestep, i, m), target, reduction="sum"))
+    return total / x0.numel()
+
+
+# ----------------------------------------------------------------------------- tasks and registration
+
+def build(name: str, profile: str) -> torch.nn.Module:
+    """A fresh model of recipe ``name`` at the profile's size (seeded: the same initial weights every time)."""
+    extra = CONFIGS[name][profiles.check(profile)].extra
+    if name in GANS:
+        return G.build_pair(extra["size"], extra["spectral_norm"], betas=GAN_BETAS)
+    return D.build(extra["size"])
+
+
+def export(model: torch.nn.Module) -> torch.nn.Module:
+    """What is shipped: the GAN's generator (the discriminator only serves training); the denoiser itself."""
+    return model.generator if isinstance(model, G.GanPair) else model
+
+
+def _gan_task(name: str):
+    def task(model, profile):
+        config = CONFIGS[name][profiles.check(profile)]
+
+        def batch_fn(step):
+            return make_batch(step, config.batch_size)
+
+        def eval_fn(pair):
+            return val_scores(GanPipeline(pair.generator), profile)
+
+        return gan_loss, batch_fn, eval_fn
+    return task
+
+
+def _diffusion_task(name: str):
+    def task(model, profile):
+        config = CONFIGS[name][profiles.check(profile)]
+        objective = DIFFUSION[name]
+        scheduler = D.training_scheduler(objective)
+
+        def batch_fn(step):
+            return make_batch(step, config.batch_size, config.extra["drop_caption"])
+
+        def loss_fn(m, batch):
+            x, ids, mask = _on(m, batch)
+            return D.diffusion_loss(m, objective, scheduler, x, ids, mask)
+
+        def eval_fn(m):
+            return {"val_loss": val_loss(m, objective, profiles.pick(VAL_LOSS_IMAGES, profile)),
+                    **val_scores(P.DiffusionPipeline(m, objective, profiles.pick(EVAL_SAMPLING, profile)), profile)}
+
+        return loss_fn, batch_fn, eval_fn
+    return task
+
+
+for _name in NAMES:
+    register(Recipe(_name, build=functools.partial(build, _name),
+                    task=_gan_task(_name) if _name in GANS else _diffusion_task(_name),
+                    configs=CONFIGS[_name], data_seed=DATA_SEED, export=export,
+                    trainer=GanTrainer if _name in GANS else None))
+
+
+# ----------------------------------------------------------------------------- generators
+
+DEFAULT_SAMPLING = P.Sampling()  # 20 steps (DDIM for DDPM, Euler for flow matching), guidance 3
+STEP_COUNTS = {"ddpm": (10, 25, 50, 100), "ddim": (5, 10, 20, 50), "euler": (5, 10, 20, 50)}
+GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+SWEEP_PROMPTS = {"smoke": 2, "cpu": 50, "gpu": 150}  # prompts per category group of the quick benchmark, one image each
+SWEEP_VERSION = "1"
+
+
+def _check_name(name: str) -> str:
+    if name not in NAMES:
+        raise KeyError(f"no generator of this chapter named {name!r}; they are: {', '.join(NAMES)}")
+    return name
+
+
+def sampling_of(name: str, sampling: P.Sampling | None = None) -> P.Sampling | None:
+    """The sampler settings of a diffusion model, its default sampler named; ``None`` for a GAN."""
+    if _check_name(name) in GANS:
+        if sampling is not None:
+            raise P.SamplingError(f"{name} draws an image in one pass: it has no sampler, steps or guidance")
+        return None
+    return (sampling or DEFAULT_SAMPLING).for_objective(DIFFUSION[name])
+
+
+def model(name: str, profile: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """The trained model (trained first if missing) on the device the code picks, and its manifest."""
+    loaded, manifest = load_or_train(_check_name(name), profile, progress=True)
+    return loaded.to(pick_device()), manifest
+
+
+def pipeline(name: str, profile: str | None = None, sampling: P.Sampling | None = None):
+    """The generator ``name`` as a callable ``(prompts, seed) -> uint8 images``."""
+    sampling = sampling_of(name, sampling)
+    loaded, _ = model(name, profile)
+    return GanPipeline(loaded) if name in GANS else P.DiffusionPipeline(loaded, DIFFUSION[name], sampling)
+
+
+def settings(name: str, sampling: P.Sampling | None = None) -> dict:
+    sampling = sampling_of(name, sampling)
+    return {"model": name, "sampling": sampling.as_dict() if sampling else "one pass of the generator"}
+
+
+def generator(name: str, profile: str | None = None, sampling: P.Sampling | None = None) -> B.Generator:
+    """A benchmark generator for ``name`` (its model is loaded only if the result is not cached)."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    if not (checkpoint_folder(name, profile) / checkpoints.MANIFEST).is_file():
+        load_or_train(name, profile)  # the cache key's digest is that of the weights used
+    return B.Generator(name, lambda: pipeline(name, profile, sampling), checkpoint_folder(name, profile),
+                       settings(name, sampling))
+
+
+for _name in NAMES:
+    B.register_generator(_name, functools.partial(generator, _name))
+
+
+def benchmark(name: str, profile: str | None = None, sampling: P.Sampling | None = None,
+              progress: bool = True, frechet: bool = True) -> dict:
+    """The shared benchmark of one generator (and sampler), cached in its checkpoint folder."""
+    gen = generator(name, profile, sampling)
+    return B.benchmark(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder, gen.settings,
+                       progress, frechet)
+
+
+def quick_set(profile: str | None = None) -> dict[str, list[str]]:
+    """The prompts of the sweeps: the first ``SWEEP_PROMPTS`` prompts of each category group of the benchmark."""
+    n = profiles.pick(SWEEP_PROMPTS, profile)
+    full = B.prompt_set(profile)
+    return {group: full[group][:n] for group in B.CATEGORY_GROUPS}
+
+
+def quick_benchmark(name: str, sampling: P.Sampling | None = None, profile: str | None = None) -> dict:
+    """The benchmark's categories (with their intervals) on :func:`quick_set`, one image per prompt, and the
+    sampling speed; cached next to the checkpoint under the sampler's settings."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    gen = generator(name, profile, sampling)
+    key = {"version": SWEEP_VERSION, "benchmark": B.VERSION, "profile": profile, "settings": gen.settings,
+           "prompts": profiles.pick(SWEEP_PROMPTS, profile)}
+    filename = "quick-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
+
+    def compute():
+        judged, seconds, images = {}, 0.0, 0
+        for group, prompts in quick_set(profile).items():
+            for chunk, start in enumerate(range(0, len(prompts), B.CHUNK)):
+                part = prompts[start:start + B.CHUNK]
+                started = time.perf_counter()
+                out = B.check_images(gen.generate(part, B.seed_of(group, chunk, 0)), part)
+                seconds += time.perf_counter() - started
+                images += len(part)
+                judged.setdefault(group, []).extend(verdicts.score_batch(part, out))
+        result = B.summarise(judged)
+        result["images_per_second"] = images / max(seconds, 1e-9)
+        return result
+
+    return checkpoints.cached_result(gen.cache_folder, filename, key, compute)
+
+
+def steps_sweep(name: str, sampler: str | None = None, values: Sequence[int] | None = None,
+                profile: str | None = None) -> list[tuple[int, dict]]:
+    """``(steps, quick benchmark)`` for each number of sampling steps, guidance as in the default."""
+    base = sampling_of(name).but(sampler=sampler) if sampler else sampling_of(name)
+    return [(n, quick_benchmark(name, base.but(steps=n), profile)) for n in (values or STEP_COUNTS[base.sampler])]
+
+
+def guidance_sweep(name: str, values: Sequence[float] = GUIDANCE_SCALES,
+                   profile: str | None = None) -> list[tuple[float, dict]]:
+    """``(scale, quick benchmark)`` for each guidance scale, with the default sampler and steps."""
+    return [(s, quick_benchmark(name, sampling_of(name).but(guidance=s), profile)) for s in values]
+
+
+# ----------------------------------------------------------------------------- diversity and mode collapse
+
+COLLAPSE = 0.1  # draws closer to each other than a tenth of the world's spread count as one image
+
+
+def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None = None, prompts: int = 40,
+              samples: int = 6, seed: int = 0) -> dict[str, Any]:
+    """How varied the draws of one prompt are, on the first ``prompts`` prompts of the benchmark's pair
+    group, ``samples`` draws each: the mean pixel spread relative to the world's (1: as varied as the world),
+    with a bootstrap 95 % interval over prompts, and the share of *collapsed* prompts (every draw within
+    ``COLLAPSE`` of the world's spread from every other), with its Wilson interval; cached."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    gen = generator(name, profile, sampling)
+    texts = B.prompt_set(profile)["pair"][:prompts]
+    key = {"version": SWEEP_VERSION, "settings": gen.settings, "prompts": texts, "samples": samples, "seed": seed}
+
+    def compute():
+        images = draws(gen.generate, texts, samples, seed)
+        world = pixel_spread(world_draws(texts, samples, seed + 99))
+        ratio = pixel_spread(images) / np.maximum(world, 1e-9)
+        x = images.astype(np.float32) / 255.0
+        collapsed = 0
+        for p in range(len(texts)):
+            gaps = [np.abs(x[p, i] - x[p, j]).mean() for i in range(samples) for j in range(i + 1, samples)]
+            collapsed += int(bool(gaps) and max(gaps) < COLLAPSE * world[p])
+        rng = np.random.default_rng(seed)
+        boot = [ratio[rng.integers(0, len(ratio), len(ratio))].mean() for _ in range(1000)]
+        return {"relative": float(ratio.mean()), "lo": float(np.percentile(boot, 2.5)),
+                "hi": float(np.percentile(boot, 97.5)), "collapsed": intervals.share(collapsed, len(texts)).as_dict()}
+
+    filename = "diversity-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
+    return checkpoints.cached_result(gen.cache_folder, filename, key, compute)
+
+
+def samples_of(name: str, prompts: Sequence[str], n: int, profile: str | None = None,
+               sampling: P.Sampling | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` draws of each prompt (P, n, 32, 32, 3), for figures."""
+    return draws(pipeline(name, profile, sampling), prompts, n, seed)
+
+
+def trajectory(name: str, prompt: str, sampling: P.Sampling | None = None, profile: str | None = None,
+               seed: int = 0, shown: int = 6) -> tuple[list[int], list[float], list[np.ndarray]]:
+    """The sample along ``shown`` evenly spaced steps of one sampling run (from the noise to the image):
+    ``(steps, time steps, images)``."""
+    sampling = sampling_of(name, sampling)
+    loaded, _ = model(name, profile)
+    keep = sorted({int(round(k)) for k in np.linspace(0, sampling.steps, shown)})
+    _, run = P.sample(loaded, DIFFUSION[name], [prompt], seed, sampling, keep=keep)
+    # after k steps the sample is at the k-th time step of the schedule (the noise level of the next step)
+    levels = [run.timesteps[k] if k < len(run.timesteps) else 0.0 for k in keep]
+    return keep, levels, [run.kept[k][0] for k in keep]
+
+
+# ----------------------------------------------------------------------------- training logs
+
+def history(name: str, profile: str | None = None) -> tuple[list[dict], list[dict]]:
+    """The shipped training log (rows of log.csv) and evaluation history (eval.json) of a checkpoint."""
+    folder = checkpoint_folder(name, profile or profiles.current())
+    log = read_log(folder) if (folder / "log.csv").is_file() else []
+    evals = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else []
+    return log, evals
+
+
+def discriminator_parameters(name: str, profile: str | None = None) -> int:
+    profile = profiles.check(profile) if profile else profiles.current()
+    return G.parameters(build(name, profile).discriminator)
+
+
+# ----------------------------------------------------------------------------- throughput against a bare loop
+
+def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[float]:
+    """Seconds per step of a plain PyTorch loop (no Trainer) on the recipe's model, loss and batches."""
+    from text2image.train import seed_everything
+
+    recipe_config = CONFIGS[name][profile]
+    seed_everything(recipe_config.seed)
+    fresh = build(name, profile)
+    loss_fn, _, _ = (_gan_task(name) if name in GANS else _diffusion_task(name))(fresh, profile)
+    c = recipe_config
+    if name in GANS:
+        players = {"discriminator": fresh.discriminator, "generator": fresh.generator}
+        optimisers = {k: torch.optim.AdamW(p.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+                      for k, p in players.items()}
+    else:
+        optimiser = torch.optim.AdamW(fresh.parameters(), lr=c.lr, betas=c.betas, weight_decay=c.weight_decay)
+    fresh.train()
+    times = []
+    for step in range(steps):
+        started = time.perf_counter()
+        batch = batches[step % len(batches)]
+        if name in GANS:
+            for phase in GanTrainer.PHASES:
+                loss, _ = loss_fn(fresh, (phase, *batch))
+                optimisers[phase].zero_grad(set_to_none=True)
+                loss.backward()
+                optimisers[phase].step()
+        else:
+            loss = loss_fn(fresh, batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(fresh.parameters(), c.grad_clip)
+            optimiser.step()
+        float(loss)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per training step of the recipe (its Trainer) and of a bare PyTorch loop, on the same
+    model, loss and pre-made batches, one after the other in this process; ``ratio`` = recipe / bare."""
+    from text2image import recipes
+
+    profile = profiles.check(profile) if profile else profiles.current()
+    recipe = recipes.get(_check_name(name))
+    config = recipe.config(profile)
+    model_ = recipe.build(profile)
+    loss_fn, batch_fn, _ = recipe.task(model_, profile)
+    batches = [batch_fn(s) for s in range(min(4, warmup + steps))]
+    with tempfile.TemporaryDirectory(prefix="t2i-throughput-") as temp:
+        short = replace(config, steps=warmup + steps, eval_every=0, checkpoint_every=10 ** 9, log_every=1)
+        trainer = (recipe.trainer or Trainer)(model_, loss_fn, lambda s: batches[s % len(batches)], short,
+                                             Path(temp) / "run", device="cpu")
+        trainer.fit(progress=False)
+        seconds = [r["seconds"] for r in read_log(Path(temp) / "run")]
+    recipe_steps = np.diff([0.0, *seconds])[warmup:]
+    bare = _bare_steps(name, profile, batches, warmup + steps)[warmup:]
+    r, b = statistics.median(recipe_steps), statistics.median(bare)
+    return {"recipe_seconds": r, "bare_seconds": b, "ratio": r / b, "batch_size": config.batch_size,
+            "recipe_images_per_second": config.batch_size / r, "bare_images_per_second": config.batch_size / b,
+            "threads": torch.get_num_threads()}
+
+
+def throughput_cached(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2) -> dict[str, float]:
+    """:func:`throughput`, measured once per checkpoint and thread count and kept next to the weights (a
+    chapter re-renders without timing again; the numbers are those of the machine that first measured)."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    key = {"version": SWEEP_VERSION, "profile": profile, "threads": torch.get_num_threads(), "steps": steps,
+           "warmup": warmup, "config": recipes_json(name, profile)}
+    folder = checkpoint_folder(name, profile)
+    if not (folder / checkpoints.MANIFEST).is_file():
+        load_or_train(name, profile)
+    return checkpoints.cached_result(folder, f"throughput-{torch.get_num_threads()}.json", key,
+                                     lambda: throughput(name, profile, steps, warmup))
+
+
+def recipes_json(name: str, profile: str) -> dict:
+    from text2image import recipes
+
+    return recipes.as_json(CONFIGS[name][profile])
+
+
+def throughput_main() -> int:
+    """``python -m text2image bench generative-throughput``: each recipe of the chapter against a bare loop."""
+    profile = profiles.current()
+    print(f"training step of each recipe against a bare PyTorch loop (profile {profile}, "
+          f"{torch.get_num_threads()} threads; medians of 8 steps after 2):")
+    worst = 0.0
+    for name in NAMES:
+        m = throughput(name, profile)
+        worst = max(worst, m["ratio"])
+        print(f"  {name:<14} recipe {1000 * m['recipe_seconds']:8.1f} ms  bare {1000 * m['bare_seconds']:8.1f} ms  "
+              f"ratio {m['ratio']:.3f}  ({m['recipe_images_per_second']:.0f} images/s, batch {m['batch_size']})")
+    print(f"  worst ratio {worst:.3f} ({'within' if worst <= 1.10 else 'beyond'} the 10 % goal)")
+    return 0
