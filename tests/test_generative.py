@@ -230,7 +230,7 @@ def test_spectral_norm_takes_the_place_of_batch_norm_in_the_discriminator_only()
     assert batch_norms(plain.generator) == batch_norms(normed.generator) > 0
     normed.eval()
     conv = normed.discriminator.image[0]
-    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
     assert abs(float(sigma) - 1) < 0.1  # weights divided by their largest singular value (power iteration)
 
 

@@ -86,8 +86,11 @@ def forward_images(image: np.ndarray, seed: int = 0) -> dict[str, list[np.ndarra
     ddpm = D.ddpm_scheduler()
     rows = {"ddpm": [to_uint8(ddpm.add_noise(x, noise, torch.tensor([t])))[0] for t in DDPM_STEPS]}
     flow = D.flow_scheduler()
-    rows["flow"] = [image if s == 0 else
-                    to_uint8(flow.scale_noise(x, torch.tensor([1000.0 * s]), noise))[0] for s in FLOW_LEVELS]
+
+    def at(s: float) -> torch.Tensor:  # the training time step nearest to 1000 s (scale_noise looks it up exactly)
+        return flow.timesteps[(flow.timesteps - 1000.0 * s).abs().argmin()][None]
+
+    rows["flow"] = [image if s == 0 else to_uint8(flow.scale_noise(x, at(s), noise))[0] for s in FLOW_LEVELS]
     return rows
 
 

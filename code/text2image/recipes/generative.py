@@ -17,7 +17,8 @@ recipes replace a share ``drop_caption`` of the captions by the empty caption
 (:func:`text2image.text.empty_caption`), which classifier-free guidance needs.
 
 **Budget.** The four cpu recipes get the same order of wall-clock time on one
-thread; the GANs, whose step is much cheaper, make more steps. The sampling
+thread (at these sizes a GAN step, two players and four passes of the
+discriminator, costs about what a denoiser step costs). The sampling
 networks have the same number of parameters within 10 % (the generator and
 its caption encoder against the denoiser and its caption encoder; a test
 holds it), the discriminators are reported beside them.
@@ -78,21 +79,26 @@ VAL_LOSS_IMAGES = {"smoke": 16, "cpu": 256, "gpu": 1024}  # validation images of
 EVAL_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(steps=20), "gpu": P.Sampling(steps=50)}
 
 # ----------------------------------------------------------------------------- sizes and steps
-# The cpu recipes train in at most 60 minutes each on ONE thread of this machine (2 cores, AVX-512), measured
-# with the Trainer on the cpu configs below (OMP_NUM_THREADS=1, process CPU time, the other core busy with two
-# other trainings; see the report of issue 17):
-#   ddpm / flow-matching (UNet2DConditionModel 32/64/64 + caption encoder, 1.52M parameters), batch 32:
-#     STEP_SECONDS_DIFFUSION a step -> DIFFUSION_CPU_STEPS steps, plus EVALS evaluations of 96 images at 20 steps;
-#   gan / gan-sn (generator 1.5M, discriminator 0.9M), batch 64: STEP_SECONDS_GAN a step (a discriminator
-#     step and a generator step) -> GAN_CPU_STEPS steps.
+# The cpu recipes train in at most 60 minutes each on ONE thread of this machine (2 cores, AVX-512). Measured
+# with the Trainer on the cpu configs below (OMP_NUM_THREADS=1, process CPU time per step, medians of steps 2-8,
+# the machine's load about 5 on its 2 cores from other trainings):
+#   ddpm / flow-matching (UNet2DConditionModel 32/64/64 with cross-attention at 8 x 8, and the caption encoder:
+#     1.52M parameters), batch 32: 0.75 s and 0.85 s a step (rendering the batch: 10 ms of it); one evaluation
+#     (96 validation images, 20 guided steps, and the val loss) 46 s. 2,500 steps + 9 evaluations: 35 + 7 minutes;
+#   gan / gan-sn (generator 1.51M, discriminator 0.86M), batch 64: 1.00 s and 1.04 s a step (a discriminator
+#     step on three batches, real, wrong caption and generated, then a generator step); an evaluation a few
+#     seconds. 2,200 steps: 38 minutes.
+# On a busier machine (the other core's thread loaded) the CPU time of a step grows by up to 1.4x: still within
+# 60 minutes. The GAN's step is no cheaper than the denoiser's at these sizes, so the four recipes get the same
+# order of steps and of wall-clock time; the GANs see more images (batch 64) for DCGAN's usual batch.
 DIFFUSION_CONFIGS = {
     "smoke": dict(steps=6, batch_size=8, lr=1e-3, warmup=1),
-    "cpu": dict(steps=2800, batch_size=32, lr=5e-4, warmup=100),
+    "cpu": dict(steps=2500, batch_size=32, lr=5e-4, warmup=100),
     "gpu": dict(steps=60_000, batch_size=256, lr=2e-4, warmup=1000),
 }
 GAN_CONFIGS = {
     "smoke": dict(steps=6, batch_size=8, lr=2e-4, warmup=0),
-    "cpu": dict(steps=6000, batch_size=64, lr=2e-4, warmup=0),
+    "cpu": dict(steps=2200, batch_size=64, lr=2e-4, warmup=0),
     "gpu": dict(steps=100_000, batch_size=256, lr=2e-4, warmup=0),
 }
 GAN_BETAS = (0.5, 0.999)  # DCGAN's Adam
