@@ -140,9 +140,11 @@ def snr_chart():
 
 
 def snr_crossing() -> dict[str, float]:
-    """Where each process has as much signal as noise (SNR = 1), as a share of the way to pure noise."""
+    """Where each process has as much signal as noise (SNR = 1), as a share of the way to pure noise, and
+    DDPM's SNR halfway."""
     ddpm = D.snr_ddpm(D.ddpm_scheduler()).numpy()
-    return {"ddpm": float(np.argmax(ddpm < 1) / (D.TRAIN_STEPS - 1)), "flow": 0.5}
+    return {"ddpm": float(np.argmax(ddpm < 1) / (D.TRAIN_STEPS - 1)), "flow": 0.5,
+            "ddpm_mid": float(ddpm[D.TRAIN_STEPS // 2])}
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -403,6 +405,12 @@ def architecture(denoiser, generator) -> dict:
             "layers": unet.layers_per_block, "text_width": denoiser.text.width,
             "text_layers": denoiser.text.model.config.num_hidden_layers,
             "z": generator.z_dim, "g_channels": starts, "g_last": generator.body[-2].in_channels}
+
+
+def lowest_count(results: Mapping[str, Mapping], category: str) -> str:
+    """In how many models ``category`` is the lowest of the six categories (as a number for the prose)."""
+    count = sum(min(r["categories"], key=lambda c: r["categories"][c]["p"]) == category for r in results.values())
+    return lang.integer(count)
 
 
 def family_of(name: str) -> str:

@@ -25,8 +25,8 @@ step everywhere.
 * Flow matching (Lipman et al., 2023, with the straight paths of rectified
   flow): ``x_s = (1 - s) x_0 + s eps`` for ``s`` in (0, 1]; the network
   predicts the velocity ``d x_s / d s = eps - x_0`` (:func:`flow_matching_loss`).
-  The forward process is ``FlowMatchEulerDiscreteScheduler.scale_noise``;
-  ``s`` is drawn uniformly among the scheduler's 1,000 training values and
+  The forward process is ``FlowMatchEulerDiscreteScheduler.scale_noise``'s (read
+  from the scheduler's ``sigmas``); ``s`` is drawn uniformly among its 1,000 training values and
   the network reads ``1000 s`` as its time step, as Stable Diffusion 3 does.
 
 A share of the captions is replaced by the empty caption during training (the
@@ -149,8 +149,12 @@ def noised(objective: str, scheduler, x0: torch.Tensor, noise: torch.Tensor,
     if objective == "epsilon":
         t = index.to(x0.device)
         return scheduler.add_noise(x0, noise, t), t, noise
-    timestep = scheduler.timesteps.to(x0.device)[index.to(x0.device)]
-    return scheduler.scale_noise(x0, timestep, noise), timestep, noise - x0
+    index = index.to(x0.device)
+    timestep = scheduler.timesteps.to(x0.device)[index]
+    # ``scale_noise(x0, timestep, noise)`` computes the same (a test checks it), but looks each image's time
+    # step up one by one; the schedule's own ``sigmas`` give it at once, on any device
+    s = scheduler.sigmas.to(x0.device, x0.dtype)[index].view(-1, *[1] * (x0.ndim - 1))
+    return (1 - s) * x0 + s * noise, timestep, noise - x0
 
 
 def diffusion_loss(model: PixelDenoiser, objective: str, scheduler, x0: torch.Tensor, input_ids: torch.Tensor,

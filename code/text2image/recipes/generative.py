@@ -91,9 +91,12 @@ EVAL_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(steps=20), "gpu
 # On a busier machine (the other core's thread loaded) the CPU time of a step grows by up to 1.4x: still within
 # 60 minutes. The GAN's step is no cheaper than the denoiser's at these sizes, so the four recipes get the same
 # order of steps and of wall-clock time; the GANs see more images (batch 64) for DCGAN's usual batch.
+# Learning rates: DCGAN's 2e-4 (Adam, betas 0.5 / 0.999) for the GANs; 1e-3 for the denoiser, with a warm-up,
+# gradient clipping at 1 and the Trainer's cosine decay to a tenth (a short budget favours a high rate; chosen,
+# not tuned: no cpu run of these recipes was made before shipping them).
 DIFFUSION_CONFIGS = {
     "smoke": dict(steps=6, batch_size=8, lr=1e-3, warmup=1),
-    "cpu": dict(steps=2500, batch_size=32, lr=5e-4, warmup=100),
+    "cpu": dict(steps=2500, batch_size=32, lr=1e-3, warmup=100),
     "gpu": dict(steps=60_000, batch_size=256, lr=2e-4, warmup=1000),
 }
 GAN_CONFIGS = {
@@ -370,9 +373,12 @@ for _name in NAMES:
 
 # ----------------------------------------------------------------------------- generators
 
-DEFAULT_SAMPLING = P.Sampling()  # 20 steps (DDIM for DDPM, Euler for flow matching), guidance 3
-STEP_COUNTS = {"ddpm": (10, 25, 50, 100), "ddim": (5, 10, 20, 50), "euler": (5, 10, 20, 50)}
-GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+# The generators' sampler: 20 steps (DDIM for DDPM, Euler for flow matching), guidance 3; smoke, 2 steps.
+DEFAULT_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(), "gpu": P.Sampling()}
+_STEPS = {"ddpm": (10, 25, 50, 100), "ddim": (5, 10, 20, 50), "euler": (5, 10, 20, 50)}
+STEP_COUNTS = {"smoke": {"ddpm": (2, 4), "ddim": (2, 4), "euler": (2, 4)}, "cpu": _STEPS, "gpu": _STEPS}
+FEW_STEPS = {"smoke": 2, "cpu": 10, "gpu": 10}  # "few steps", where every sampler of the sweep is measured
+GUIDANCE_SCALES = {"smoke": (0.0, 1.0, 3.0), "cpu": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "gpu": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)}
 SWEEP_PROMPTS = {"smoke": 2, "cpu": 50, "gpu": 150}  # prompts per category group of the quick benchmark, one image each
 SWEEP_VERSION = "1"
 
@@ -383,13 +389,19 @@ def _check_name(name: str) -> str:
     return name
 
 
-def sampling_of(name: str, sampling: P.Sampling | None = None) -> P.Sampling | None:
-    """The sampler settings of a diffusion model, its default sampler named; ``None`` for a GAN."""
+def default_sampling(profile: str | None = None) -> P.Sampling:
+    """The sampler settings of the registered generators in ``profile``."""
+    return profiles.pick(DEFAULT_SAMPLING, profile)
+
+
+def sampling_of(name: str, sampling: P.Sampling | None = None, profile: str | None = None) -> P.Sampling | None:
+    """The sampler settings of a diffusion model (the profile's default ones unless given), its sampler
+    named; ``None`` for a GAN."""
     if _check_name(name) in GANS:
         if sampling is not None:
             raise P.SamplingError(f"{name} draws an image in one pass: it has no sampler, steps or guidance")
         return None
-    return (sampling or DEFAULT_SAMPLING).for_objective(DIFFUSION[name])
+    return (sampling or default_sampling(profile)).for_objective(DIFFUSION[name])
 
 
 def model(name: str, profile: str | None = None) -> tuple[torch.nn.Module, dict]:
@@ -400,13 +412,13 @@ def model(name: str, profile: str | None = None) -> tuple[torch.nn.Module, dict]
 
 def pipeline(name: str, profile: str | None = None, sampling: P.Sampling | None = None):
     """The generator ``name`` as a callable ``(prompts, seed) -> uint8 images``."""
-    sampling = sampling_of(name, sampling)
+    sampling = sampling_of(name, sampling, profile)
     loaded, _ = model(name, profile)
     return GanPipeline(loaded) if name in GANS else P.DiffusionPipeline(loaded, DIFFUSION[name], sampling)
 
 
-def settings(name: str, sampling: P.Sampling | None = None) -> dict:
-    sampling = sampling_of(name, sampling)
+def settings(name: str, sampling: P.Sampling | None = None, profile: str | None = None) -> dict:
+    sampling = sampling_of(name, sampling, profile)
     return {"model": name, "sampling": sampling.as_dict() if sampling else "one pass of the generator"}
 
 
@@ -416,7 +428,7 @@ def generator(name: str, profile: str | None = None, sampling: P.Sampling | None
     if not (checkpoint_folder(name, profile) / checkpoints.MANIFEST).is_file():
         load_or_train(name, profile)  # the cache key's digest is that of the weights used
     return B.Generator(name, lambda: pipeline(name, profile, sampling), checkpoint_folder(name, profile),
-                       settings(name, sampling))
+                       settings(name, sampling, profile))
 
 
 for _name in NAMES:
@@ -466,15 +478,19 @@ def quick_benchmark(name: str, sampling: P.Sampling | None = None, profile: str 
 
 def steps_sweep(name: str, sampler: str | None = None, values: Sequence[int] | None = None,
                 profile: str | None = None) -> list[tuple[int, dict]]:
-    """``(steps, quick benchmark)`` for each number of sampling steps, guidance as in the default."""
-    base = sampling_of(name).but(sampler=sampler) if sampler else sampling_of(name)
-    return [(n, quick_benchmark(name, base.but(steps=n), profile)) for n in (values or STEP_COUNTS[base.sampler])]
+    """``(steps, quick benchmark)`` for each number of sampling steps (the profile's list for the sampler),
+    guidance as in the default."""
+    base = sampling_of(name, None, profile)
+    base = base.but(sampler=sampler) if sampler else base
+    values = values or profiles.pick(STEP_COUNTS, profile)[base.sampler]
+    return [(n, quick_benchmark(name, base.but(steps=n), profile)) for n in values]
 
 
-def guidance_sweep(name: str, values: Sequence[float] = GUIDANCE_SCALES,
+def guidance_sweep(name: str, values: Sequence[float] | None = None,
                    profile: str | None = None) -> list[tuple[float, dict]]:
-    """``(scale, quick benchmark)`` for each guidance scale, with the default sampler and steps."""
-    return [(s, quick_benchmark(name, sampling_of(name).but(guidance=s), profile)) for s in values]
+    """``(scale, quick benchmark)`` for each guidance scale (the profile's list), default sampler and steps."""
+    values = values or profiles.pick(GUIDANCE_SCALES, profile)
+    return [(s, quick_benchmark(name, sampling_of(name, None, profile).but(guidance=s), profile)) for s in values]
 
 
 # ----------------------------------------------------------------------------- diversity and mode collapse
@@ -521,7 +537,7 @@ def trajectory(name: str, prompt: str, sampling: P.Sampling | None = None, profi
                seed: int = 0, shown: int = 6) -> tuple[list[int], list[float], list[np.ndarray]]:
     """The sample along ``shown`` evenly spaced steps of one sampling run (from the noise to the image):
     ``(steps, time steps, images)``."""
-    sampling = sampling_of(name, sampling)
+    sampling = sampling_of(name, sampling, profile)
     loaded, _ = model(name, profile)
     keep = sorted({int(round(k)) for k in np.linspace(0, sampling.steps, shown)})
     _, run = P.sample(loaded, DIFFUSION[name], [prompt], seed, sampling, keep=keep)
@@ -553,7 +569,10 @@ def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[floa
 
     recipe_config = CONFIGS[name][profile]
     seed_everything(recipe_config.seed)
-    fresh = build(name, profile)
+    device = pick_device()
+    fresh = build(name, profile).to(device)
+    # the Trainer runs in bf16 on CUDA (accelerate's autocast), in full precision on CPU: the bare loop too
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     loss_fn, _, _ = (_gan_task(name) if name in GANS else _diffusion_task(name))(fresh, profile)
     c = recipe_config
     if name in GANS:
@@ -569,12 +588,14 @@ def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[floa
         batch = batches[step % len(batches)]
         if name in GANS:
             for phase in GanTrainer.PHASES:
-                loss, _ = loss_fn(fresh, (phase, *batch))
+                with autocast:
+                    loss, _ = loss_fn(fresh, (phase, *batch))
                 optimisers[phase].zero_grad(set_to_none=True)
                 loss.backward()
                 optimisers[phase].step()
         else:
-            loss = loss_fn(fresh, batch)
+            with autocast:
+                loss = loss_fn(fresh, batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(fresh.parameters(), c.grad_clip)
@@ -586,7 +607,8 @@ def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[floa
 
 def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2) -> dict[str, float]:
     """Median seconds per training step of the recipe (its Trainer) and of a bare PyTorch loop, on the same
-    model, loss and pre-made batches, one after the other in this process; ``ratio`` = recipe / bare."""
+    model, loss and pre-made batches, one after the other in this process, on the device the code picks
+    (bf16 on CUDA for both, as the Trainer does); ``ratio`` = recipe / bare."""
     from text2image import recipes
 
     profile = profiles.check(profile) if profile else profiles.current()
@@ -598,7 +620,7 @@ def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: in
     with tempfile.TemporaryDirectory(prefix="t2i-throughput-") as temp:
         short = replace(config, steps=warmup + steps, eval_every=0, checkpoint_every=10 ** 9, log_every=1)
         trainer = (recipe.trainer or Trainer)(model_, loss_fn, lambda s: batches[s % len(batches)], short,
-                                             Path(temp) / "run", device="cpu")
+                                             Path(temp) / "run")
         trainer.fit(progress=False)
         seconds = [r["seconds"] for r in read_log(Path(temp) / "run")]
     recipe_steps = np.diff([0.0, *seconds])[warmup:]
@@ -626,6 +648,35 @@ def recipes_json(name: str, profile: str) -> dict:
     from text2image import recipes
 
     return recipes.as_json(CONFIGS[name][profile])
+
+
+def precompute(profile: str | None = None, progress: bool = True) -> None:
+    """Every measurement the chapter reads from its caches, in the order the chapter reads them: the
+    diversity of each model, the sampling sweeps, the four benchmarks and the throughput against a bare loop.
+    At the cpu size this is hours of sampling on one thread (the two full benchmarks of the diffusion models
+    most of it); run it once, with the thread count of the chapter's kernels, before rendering:
+    ``OMP_NUM_THREADS=1 python -c "from text2image.recipes import generative as R; R.precompute('cpu')"``."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    report = print if progress else (lambda *a, **k: None)
+    for name in NAMES:
+        started = time.perf_counter()
+        diversity(name, profile)
+        report(f"{name}: diversity ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name, sampler in (("ddpm", "ddpm"), ("ddpm", "ddim"), ("flow-matching", "euler")):
+        started = time.perf_counter()
+        steps_sweep(name, sampler, profile=profile)
+        report(f"{name}: steps sweep with {sampler} ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in DIFFUSION:
+        started = time.perf_counter()
+        guidance_sweep(name, profile=profile)
+        report(f"{name}: guidance sweep ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in NAMES:
+        started = time.perf_counter()
+        benchmark(name, profile, progress=progress)
+        report(f"{name}: benchmark ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in NAMES:
+        throughput_cached(name, profile)
+        report(f"{name}: throughput measured", flush=True)
 
 
 def throughput_main() -> int:
