@@ -58,7 +58,8 @@ def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | Non
     for k, (label, result) in enumerate(models.items()):
         shares = [category_share(result, c) for c in COLUMNS]
         p = np.array([s["p"] for s in shares])
-        err = np.array([[s["p"] - s["lo"] for s in shares], [s["hi"] - s["p"] for s in shares]])
+        # (results cached before intervals.wilson kept its bounds on the right side of p: no negative bar)
+        err = np.clip([[s["p"] - s["lo"] for s in shares], [s["hi"] - s["p"] for s in shares]], 0, None)
         ax.bar(x - 0.4 + width * (k + 0.5), 100 * p, width * 0.9, yerr=100 * err, capsize=2, label=label)
     for ref, result in references.items():
         colour, style = REFERENCE_MARKS.get(ref, ("grey", "-."))
@@ -115,9 +116,10 @@ def sample_prompts(per_group: int = 1, profile: str | None = None) -> list[str]:
     return [p for prompts in B.prompt_set(profile).values() for p in prompts[:per_group]]
 
 
-def samples(rows: Mapping[str, Callable], prompts: Sequence[str], seed: int = 0):
-    """One row per prompt, one column per generator: its image, and the oracle's verdict under it."""
-    fig, axes = subplots(len(prompts), len(rows) + 1, figsize=(6.8, 1.3 * len(prompts) + 0.4), squeeze=False,
+def samples(rows: Mapping[str, Callable], prompts: Sequence[str], seed: int = 0, width: float = 6.8):
+    """One row per prompt, one column per generator: its image, and the oracle's verdict under it (``width``
+    in inches: narrower with more generators, whose columns leave the prompts less room)."""
+    fig, axes = subplots(len(prompts), len(rows) + 1, figsize=(width, 1.3 * len(prompts) + 0.4), squeeze=False,
                          gridspec_kw={"width_ratios": [2.4] + [1] * len(rows)})
     for r, prompt in enumerate(prompts):
         axes[r, 0].axis("off")

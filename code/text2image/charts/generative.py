@@ -263,7 +263,7 @@ SWEEP_CATEGORIES = ("colours", "two_objects", "colour_attribution", "position")
 
 def _errorbars(ax, xs, shares, colour, label, style="o-"):
     p = np.array([s["p"] for s in shares])
-    err = np.array([[s["p"] - s["lo"] for s in shares], [s["hi"] - s["p"] for s in shares]])
+    err = np.clip([[s["p"] - s["lo"] for s in shares], [s["hi"] - s["p"] for s in shares]], 0, None)
     ax.errorbar(xs, 100 * p, yerr=100 * err, fmt=style, ms=3, lw=1.1, capsize=2, color=colour, label=label)
 
 

@@ -41,7 +41,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 (or k = n) the bound is p itself, which rounding can put a hair the wrong side of p
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def share(k: int, n: int) -> Share:

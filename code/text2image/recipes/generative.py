@@ -600,7 +600,7 @@ def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[floa
             loss.backward()
             torch.nn.utils.clip_grad_norm_(fresh.parameters(), c.grad_clip)
             optimiser.step()
-        float(loss)
+        float(loss.detach())  # waits for the step to finish (on CUDA too)
         times.append(time.perf_counter() - started)
     return times
 
@@ -631,10 +631,16 @@ def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: in
             "threads": torch.get_num_threads()}
 
 
-def throughput_cached(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2) -> dict[str, float]:
+THROUGHPUT_STEPS = {"smoke": (2, 1), "cpu": (8, 2), "gpu": (8, 2)}  # (measured steps, warm-up steps) per loop
+
+
+def throughput_cached(name: str, profile: str | None = None, steps: int | None = None,
+                      warmup: int | None = None) -> dict[str, float]:
     """:func:`throughput`, measured once per checkpoint and thread count and kept next to the weights (a
     chapter re-renders without timing again; the numbers are those of the machine that first measured)."""
     profile = profiles.check(profile) if profile else profiles.current()
+    default_steps, default_warmup = profiles.pick(THROUGHPUT_STEPS, profile)
+    steps, warmup = steps or default_steps, warmup or default_warmup
     key = {"version": SWEEP_VERSION, "profile": profile, "threads": torch.get_num_threads(), "steps": steps,
            "warmup": warmup, "config": recipes_json(name, profile)}
     folder = checkpoint_folder(name, profile)
