@@ -131,7 +131,7 @@ def snr_chart():
     axes[1].plot(s, 1 - s, color=COLOURS["flow-matching"], label=lang.tr("image, FM", "image, FM"))
     axes[1].plot(s, s, color=COLOURS["flow-matching"], ls="--", label=lang.tr("bruit, FM", "noise, FM"))
     axes[1].set_ylabel(lang.tr("coefficient", "coefficient"))
-    axes[1].legend(fontsize=SMALL, frameon=False, ncol=2, loc="center", bbox_to_anchor=(0.5, 0.55))
+    axes[1].legend(fontsize=SMALL, frameon=False, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     for ax in axes:
         ax.set_xlabel(lang.tr("avancement vers le bruit", "way to pure noise"))
         _style(ax)

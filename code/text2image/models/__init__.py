@@ -1,5 +1,6 @@
 """The networks of the book and their losses, one module per family (``neuron``, ``autoencoders``
-with its perceptual network, ``clip``; later ``dalle``, ``gan``, ``diffusion``).
+with its perceptual network, ``clip``, ``dalle``, ``gan``, ``diffusion``, and ``text_encoder``, the caption
+encoder the last two share).
 
 No recipe, no cache, no chapter here: a model module may import the world and
 the tokenizer (``text``), nothing above them.
