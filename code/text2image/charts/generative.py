@@ -391,6 +391,53 @@ def gan_summary(log: Sequence[Mapping], tail: float = 0.25) -> dict[str, float]:
             "g_loss": float(g.mean()), "swing": float(g.std() / max(abs(g.mean()), 1e-9))}
 
 
+def _traced(stages, run) -> list[tuple[str, tuple[int, ...]]]:
+    """The output shape of each ``(name, module)`` of ``stages`` during ``run()`` (batch dimension dropped)."""
+    found, hooks = {}, []
+    for name, module in stages:
+        def hook(_, __, output, name=name):
+            output = output[0] if isinstance(output, (tuple, list)) else output
+            output = getattr(output, "last_hidden_state", output)  # a transformers model's output
+            found.setdefault(name, tuple(output.shape[1:]))
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(name, found[name]) for name, _ in stages]
+
+
+def shapes_table(denoiser, generator):
+    """The shapes a tensor takes through the GAN's generator and through the UNet, read by running them once."""
+    from text2image.pipelines.dalle import encode_prompts
+
+    ids, mask = encode_prompts(["a red circle"])
+    device = next(generator.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    gen = [(lang.tr("légende → vecteur", "caption → vector"), generator.embed),
+           (lang.tr("bruit + légende → carte", "noise + caption → map"), generator.start_norm)]
+    gen += [(lang.tr(f"convolution transposée {k}", f"transposed convolution {k}"), m)
+            for k, m in enumerate([m for m in generator.body if isinstance(m, torch.nn.ConvTranspose2d)], start=1)]
+    gen.append((lang.tr("image", "image"), generator.body[-1]))
+    z = torch.zeros(1, generator.z_dim, device=device)
+    rows = [("G", name, shape) for name, shape in _traced(gen, lambda: generator.eval()(z, ids, mask))]
+    unet = denoiser.unet
+    stages = [(lang.tr("légende → états", "caption → states"), denoiser.text.model),
+              (lang.tr("entrée", "input"), unet.conv_in)]
+    stages += [(f"{lang.tr('descente', 'down')} {k} ({type(b).__name__})", b) for k, b in enumerate(unet.down_blocks, 1)]
+    stages.append((f"{lang.tr('milieu', 'middle')} ({type(unet.mid_block).__name__})", unet.mid_block))
+    stages += [(f"{lang.tr('montée', 'up')} {k} ({type(b).__name__})", b) for k, b in enumerate(unet.up_blocks, 1)]
+    stages.append((lang.tr("sortie", "output"), unet.conv_out))
+    x = torch.zeros(1, 3, 32, 32, device=device)
+    rows += [("UNet", name, shape) for name, shape in
+             _traced(stages, lambda: denoiser.eval()(x, torch.tensor([500], device=device), ids, mask))]
+    body = [[net, name, " × ".join(str(d) for d in shape)] for net, name, shape in rows]
+    return markdown_table([lang.tr("réseau", "network"), lang.tr("étape", "stage"),
+                           lang.tr("forme", "shape")], body, align="llr")
+
+
 def architecture(denoiser, generator) -> dict:
     """Shapes read from the two networks: the UNet's channels per level, where its cross-attention is, its
     heads, the caption encoder's width and layers; the generator's noise size and channels."""
