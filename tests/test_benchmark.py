@@ -66,6 +66,39 @@ def test_calls_cover_every_image_with_seeds_that_do_not_depend_on_the_generator(
     assert len(set(seeds)) == len(seeds) and seeds == [seed for _, _, seed in B.calls("smoke")]
 
 
+def test_a_part_of_the_set_makes_the_same_calls_as_the_full_set():
+    full = B.calls("cpu")
+    part = B.calls("cpu", groups=("pair", "relation"), repeats=1)
+    assert part and all(call in full for call in part)
+    assert {group for group, _, _ in part} == {"pair", "relation"}
+    assert sum(len(prompts) for _, prompts, _ in part) == 2 * B.size("pair", "cpu")[0]
+    with pytest.raises(KeyError, match="no benchmark group named 'colour'"):
+        B.calls("cpu", groups=("colour",))
+    with pytest.raises(ValueError, match="at least one group"):
+        B.calls("cpu", groups=())
+    with pytest.raises(ValueError, match="integer >= 1"):
+        B.calls("cpu", repeats=0)
+
+
+def test_a_part_is_cached_apart_from_the_full_set(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    sizes = []
+
+    def generate(prompts, seed):
+        sizes.append(len(prompts))
+        return prompt_renders(prompts, seed)
+
+    part = B.benchmark(generate, "smoke", folder, frechet=False, groups=("single",), repeats=1)
+    assert part["images"] == B.size("single", "smoke")[0] and part["groups"] == ["single"]
+    full = B.benchmark(generate, "smoke", folder, frechet=False)
+    assert full["images"] == sum(np.prod(B.size(g.name, "smoke")) for g in B.GROUPS)
+    calls = len(sizes)
+    B.benchmark(generate, "smoke", folder, frechet=False, groups=("single",), repeats=1)
+    assert len(sizes) == calls  # read from its own cache entry
+
+
 def test_world_renders_are_read_exactly_and_random_images_are_not():
     world = B.run(prompt_renders, "smoke", progress=False)
     assert all(c["p"] == 1.0 for c in world["categories"].values())
