@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from text2image import text
+from text2image.charts import benchmark as charts
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import frechet, intervals, references, verdicts
 from text2image.models import clip as M
@@ -24,6 +25,18 @@ def test_wilson_interval_matches_the_published_formula():
     assert intervals.wilson(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="0 <= k <= n"):
         intervals.wilson(11, 10)
+
+
+@pytest.mark.parametrize("n", [1, 12, 600])
+def test_an_interval_at_the_edge_holds_its_share(n):
+    """At k = 0 (or n) the bound is the share itself, exactly: an error bar never gets a negative length."""
+    assert intervals.wilson(0, n)[0] == 0.0 and intervals.wilson(n, n)[1] == 1.0
+
+
+def test_the_chart_draws_a_share_whose_cached_bound_lies_a_rounding_above_it():
+    zero = {"p": 0.0, "lo": 2.8e-17, "hi": 0.24}  # as an earlier interval function stored it
+    result = {"categories": {c: zero for c in verdicts.CATEGORIES}, "overall": zero}
+    charts.chart({"model": result})
 
 
 def test_600_images_per_category_give_at_most_four_points():
