@@ -408,6 +408,11 @@ def _stored(path: Path, key: str) -> tuple[bool, Any]:
     return False, None
 
 
+def result_name(kind: str, key: Any) -> str:
+    """``<kind>-<12 hex digits>.json``: the file name of a cached measurement, one per settings ``key``."""
+    return f"{kind}-{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
+
+
 def cached_result(folder: str | Path, filename: str, key: Any, compute) -> Any:
     """``compute()``, cached as JSON in a checkpoint folder and reused while ``key`` and the weights are unchanged.
 

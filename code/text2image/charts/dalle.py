@@ -90,10 +90,13 @@ def training(histories: Mapping[str, list[dict]]):
     return fig
 
 
-def _setting(value) -> str:
+def setting(value) -> str:
+    """A sweep's setting as the book writes it: ``None`` (no cut) is "all", 0.95 keeps its two decimals."""
     if value is None:
         return lang.tr("tous", "all")
-    return lang.number(value, 1) if isinstance(value, float) and value != int(value) else str(int(value))
+    if isinstance(value, float) and value != int(value):
+        return lang.number(value, 1 if round(value, 1) == value else 2)
+    return str(int(value))
 
 
 def sweep(curves: Mapping[str, Sequence[tuple[object, Mapping]]], knob_label: str,
@@ -102,7 +105,7 @@ def sweep(curves: Mapping[str, Sequence[tuple[object, Mapping]]], knob_label: st
     and (grey) the share of codes that differ between two draws of a prompt at each setting."""
     fig, axes = subplots(1, len(curves), figsize=(WIDTH, 3.3), sharey=True, squeeze=False)
     for ax, (model, points) in zip(axes[0], curves.items()):
-        labels = [_setting(v) for v, _ in points]
+        labels = [setting(v) for v, _ in points]
         x = np.arange(len(points))
         for category in SHOWN:
             _line(ax, x, [category_share(r, category) for _, r in points], linestyle=SHOWN_STYLES[category],

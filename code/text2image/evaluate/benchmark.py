@@ -26,9 +26,7 @@ world has few of them: only the held-out splits are new compositions.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
-import json
 import time
 import zlib
 from dataclasses import dataclass
@@ -280,8 +278,7 @@ def benchmark(generate: Callable, profile: str | None = None, cache_folder: str 
     key = {"version": VERSION, "profile": profile, "settings": settings or {}, "features": feature_digest}
     if groups is not None or repeats is not None:  # the full set's key is unchanged
         key["part"] = {"groups": sorted(groups) if groups is not None else None, "repeats": repeats}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return checkpoints.cached_result(cache_folder, f"benchmark-{name}.json", key,
+    return checkpoints.cached_result(cache_folder, checkpoints.result_name("benchmark", key), key,
                                      lambda: run(generate, profile, progress, features, groups, repeats))
 
 

@@ -322,8 +322,9 @@ DEFAULT_SAMPLING = P.Sampling()  # the model as it is; the variants below change
 # The settings each sweep tries (the smoke profile keeps the plain one and the ends: its numbers mean nothing).
 SWEEP_VALUES = {
     "cpu": {"guidance": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "temperature": (0.5, 0.7, 1.0, 1.3),
-            "top_k": (None, 128, 32, 8, 1), "candidates": (1, 2, 4, 8, 16)},
-    "smoke": {"guidance": (0.0, 1.0, 2.0), "temperature": (0.5, 1.0), "top_k": (None, 1), "candidates": (1, 2)},
+            "top_k": (None, 128, 32, 8, 1), "top_p": (None, 0.95, 0.8, 0.5), "candidates": (1, 2, 4, 8, 16)},
+    "smoke": {"guidance": (0.0, 1.0, 2.0), "temperature": (0.5, 1.0), "top_k": (None, 1), "top_p": (None, 0.5),
+              "candidates": (1, 2)},
 }
 SWEEP_VALUES["gpu"] = SWEEP_VALUES["cpu"]
 
@@ -432,7 +433,6 @@ def rerank_curve(name: str, profile: str | None = None, sampling: P.Sampling | N
     key = {"version": B.VERSION, "profile": profile, "settings": settings(name, profile, sampling),
            "judges": {j: checkpoints.weights_digest(checkpoint_folder(j, profile)) for j in judges},
            "candidates": list(candidates), "part": {k: list(v) if isinstance(v, tuple) else v for k, v in part.items()}}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def compute() -> dict[str, Any]:
         from tqdm.auto import tqdm
@@ -464,7 +464,7 @@ def rerank_curve(name: str, profile: str | None = None, sampling: P.Sampling | N
                 curves[j].append(B.summarise(judged))
         return {"candidates": list(candidates), "curves": curves}
 
-    return checkpoints.cached_result(checkpoint_folder(name, profile), f"rerank-{digest}.json", key, compute)
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("rerank", key), key, compute)
 
 
 def temperature_sweep(name: str, profile: str | None = None, values: Sequence[float] | None = None, **kw):
@@ -473,6 +473,10 @@ def temperature_sweep(name: str, profile: str | None = None, values: Sequence[fl
 
 def top_k_sweep(name: str, profile: str | None = None, values: Sequence[int | None] | None = None, **kw):
     return sweep(name, "top_k", values or sweep_values("top_k", profile), profile, **kw)
+
+
+def top_p_sweep(name: str, profile: str | None = None, values: Sequence[float | None] | None = None, **kw):
+    return sweep(name, "top_p", values or sweep_values("top_p", profile), profile, **kw)
 
 
 def speed(name: str, profile: str | None = None, sampling: P.Sampling | None = None, use_cache: bool = True,
@@ -510,8 +514,7 @@ def speed(name: str, profile: str | None = None, sampling: P.Sampling | None = N
     _ensure_trained([TOKENIZER, name] + ([JUDGE] if sampling.candidates > 1 else []), profile)
     key = {"speed": settings(name, profile, sampling), "use_cache": use_cache, "prompts": prompts, "seed": seed,
            "device": str(pick_device())}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return checkpoints.cached_result(checkpoint_folder(name, profile), f"speed-{digest}.json", key, measure)
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("speed", key), key, measure)
 
 
 def candidates_with_verdicts(name: str, prompts: Sequence[str], profile: str | None = None,
@@ -543,7 +546,6 @@ def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None
     _ensure_trained([TOKENIZER, name], profile)
     key = {"diversity": settings(name, profile, sampling), "prompts": prompts, "seed": seed,
            "pixel_change": PIXEL_CHANGE}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def measure() -> dict[str, float]:
         texts = B.prompt_set(profile)["pair"][:prompts]
@@ -560,7 +562,7 @@ def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None
         return {"codes_differ": float(codes_differ.sum() / pairs), "pixels_differ": float(pixels_differ.sum() / pairs),
                 "distinct": float(distinct)}
 
-    return checkpoints.cached_result(checkpoint_folder(name, profile), f"diversity-{digest}.json", key, measure)
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("diversity", key), key, measure)
 
 
 # ----------------------------------------------------------------------------- what the chapter reads
@@ -586,7 +588,9 @@ def best(results: Sequence[tuple[Any, dict]], category: str = "overall") -> Any:
     return max(results, key=lambda vr: share(vr[1]))[0]
 
 
-FINAL_CANDIDATES = {"smoke": 2, "cpu": 4, "gpu": 8}  # candidates per prompt of the reranked whole-benchmark variants
+# Candidates per prompt of the reranked variants on the whole benchmark: at the cpu size, 4 costs a quarter of an
+# hour per model on one thread (16,800 guided draws); the rerank curve goes to 16 on a part of the set.
+FINAL_CANDIDATES = {"smoke": 2, "cpu": 4, "gpu": 8}
 
 
 @dataclass(frozen=True)
