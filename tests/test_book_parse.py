@@ -549,6 +549,17 @@ def test_every_chapter_has_its_rerun_box_what_to_remember_exercises_then_the_mea
             assert 3 <= len(exercises) <= 5, (lang, chapter.name, len(exercises))
 
 
+def test_works_are_cited_not_named_by_hand():
+    """A paper named "Radford et al. (2021)" in the prose is a citation ([@radford2021clip]) in waiting: Quarto
+    links a citation to the references page and formats it in the edition's language, a typed name it does not."""
+    proj = project.load(REPO)
+    for lang in ("fr", "en"):
+        for chapter in proj.editions[lang].chapters:
+            text = qmd.mask(chapter.path.read_text())
+            typed = re.findall(r".{0,30}\b(?:et al\.|and [A-Z]\w+|et [A-Z]\w+),? \(?(?:19|20)\d\d\b", text)
+            assert not typed, (lang, chapter.name, typed)
+
+
 def test_the_glossary_names_each_term_in_both_languages_and_where_it_is_introduced():
     pages = {lang: (REPO / "book" / lang / "glossary.qmd").read_text() for lang in ("fr", "en")}
     entries = {lang: re.findall(r"^\*\*(.+?)\*\*(?: \(\*(.+?)\*\))?\n:   .+\(@(sec-[\w-]+)\)\.$", text, re.M)
