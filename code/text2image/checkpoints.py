@@ -275,6 +275,15 @@ def shipped_folders(root: str | Path | None = None) -> list[Path]:
     return sorted(found)
 
 
+def training_seconds(names=None, root: str | Path | None = None) -> dict[str, float]:
+    """``name -> train_seconds`` of shipped checkpoints, read from their manifests (``vq-sweep/k16`` included):
+    every one under ``root`` (default: the shipped ones), or the checkpoints ``names``."""
+    root = Path(root) if root else paths.checkpoints_dir()
+    folders = shipped_folders(root) if names is None else [root / name for name in names]
+    return {folder.relative_to(root).as_posix(): float(read_manifest(folder)["train_seconds"])
+            for folder in folders}
+
+
 # ----------------------------------------------------------------------------- reading and checking
 
 def _read_json(path: Path, folder: Path) -> Any:

@@ -76,6 +76,10 @@ SIZES = {
     "cpu": {"default": (150, 4), "multigen": (60, 10)},
     "gpu": {"default": (400, 4), "multigen": (160, 10)},
 }
+# What the book quotes of GenEval (Ghosh et al., 2023, table 2): Stable Diffusion v1.5, the share of correct
+# images per category, under the names of verdicts.CATEGORIES
+GENEVAL_SD15 = {"single_object": 0.97, "two_objects": 0.38, "counting": 0.35, "colours": 0.76,
+                "position": 0.04, "colour_attribution": 0.06, "overall": 0.43}
 FAILURES = ("missing", "leaked", "colour", "reversed", "relation", "too_few", "too_many", "other")
 
 
