@@ -196,6 +196,11 @@ def test_training_times_are_read_from_the_manifests(project):
         checkpoints.save(tiny_vae(), root / name, manifest(name=name, train_seconds=seconds))
     assert checkpoints.training_seconds() == {"vae": 90.0, "vq-sweep/k4": 30.0}
     assert checkpoints.training_seconds(["vq-sweep/k4"]) == {"vq-sweep/k4": 30.0}
+    # a cache of safetensors inside a checkpoint (the DALL·E recipes' image tokens) is not a checkpoint
+    (root / "vae" / "tokens").mkdir()
+    (root / "vae" / "tokens" / "train-64-0123.safetensors").write_bytes(b"cached tokens")
+    assert checkpoints.shipped_folders() == [root / "vae", root / "vq-sweep/k4"]
+    assert checkpoints.training_seconds() == {"vae": 90.0, "vq-sweep/k4": 30.0}
 
 
 def test_a_save_is_swapped_in_whole_and_leftovers_are_cleaned(tmp_path):

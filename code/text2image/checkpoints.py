@@ -267,12 +267,17 @@ def stamp(folder: str | Path, force: bool = False) -> bool:
 
 
 def shipped_folders(root: str | Path | None = None) -> list[Path]:
-    """Every checkpoint folder (one with a manifest or weights) under ``root`` (default: the shipped ones)."""
+    """Every checkpoint folder (one with a manifest or weights) under ``root`` (default: the shipped ones).
+
+    A folder inside a checkpoint is not one: the image tokens the DALL·E recipes
+    cache in ``vqvae-long/tokens/`` are safetensors files of that checkpoint's.
+    """
     root = Path(root) if root else paths.checkpoints_dir()
     if not root.is_dir():
         return []
     found = {p.parent for p in root.rglob(MANIFEST)} | {p.parent for p in root.rglob("*.safetensors")}
-    return sorted(found)
+    manifests = {p.parent for p in root.rglob(MANIFEST)}
+    return sorted(f for f in found if not any(parent in manifests for parent in f.parents))
 
 
 def training_seconds(names=None, root: str | Path | None = None) -> dict[str, float]:

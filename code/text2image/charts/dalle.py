@@ -99,6 +99,13 @@ def setting(value) -> str:
     return str(int(value))
 
 
+def cut_text(value, symbol: str) -> str:
+    """A top-k or top-p setting in prose: ``p = 0.95``, or "no cut" for ``None``."""
+    if value is None:
+        return lang.Text(lang.tr("aucune coupure", "no cut"))
+    return lang.Text(f"{symbol} = {setting(value)}")
+
+
 def sweep(curves: Mapping[str, Sequence[tuple[object, Mapping]]], knob_label: str,
           diversity: Mapping[str, Mapping[object, Mapping]] | None = None):
     """One panel per model: the shown categories against one knob of the sampler, each with its 95 % band,
@@ -249,9 +256,9 @@ def seven_table(m: Mapping):
         [tr("4. données", "4. data"), tr("250 M paires du web", "250M web pairs"),
          tr("environ 15 M paires", "about 15M pairs"),
          tr(f"{integer(m['examples'])} scènes du monde", f"{integer(m['examples'])} world scenes"),
-         tr(f"légendes jamais vues : {interval_text(m['heldout'])}",
+         tr(f"compositions jamais vues : {interval_text(m['heldout'])}",
             f"unseen compositions: {interval_text(m['heldout'])}")],
-        [tr("5. échantillonnage", "5. sampling"), tr("température", "temperature"),
+        [tr("5. échantillonnage", "5. sampling"), "–",
          tr("top-k 256, guidage 10 à 16", "top-k 256, guidance 10 to 16"),
          tr("température, top-k, guidage", "temperature, top-k, guidance"),
          tr(f"meilleur guidage : {num(m['guidance']['dalle'], 0)} et {num(m['guidance']['dalle-mini'], 0)}",
