@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from text2image import text
+from text2image.charts import benchmark as charts
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import frechet, intervals, references, verdicts
 from text2image.models import clip as M
@@ -24,6 +25,18 @@ def test_wilson_interval_matches_the_published_formula():
     assert intervals.wilson(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="0 <= k <= n"):
         intervals.wilson(11, 10)
+
+
+@pytest.mark.parametrize("n", [1, 12, 600])
+def test_an_interval_at_the_edge_holds_its_share(n):
+    """At k = 0 (or n) the bound is the share itself, exactly: an error bar never gets a negative length."""
+    assert intervals.wilson(0, n)[0] == 0.0 and intervals.wilson(n, n)[1] == 1.0
+
+
+def test_the_chart_draws_a_share_whose_cached_bound_lies_a_rounding_above_it():
+    zero = {"p": 0.0, "lo": 2.8e-17, "hi": 0.24}  # as an earlier interval function stored it
+    result = {"categories": {c: zero for c in verdicts.CATEGORIES}, "overall": zero}
+    charts.chart({"model": result})
 
 
 def test_600_images_per_category_give_at_most_four_points():
@@ -64,6 +77,39 @@ def test_calls_cover_every_image_with_seeds_that_do_not_depend_on_the_generator(
         np.prod(B.size(g.name, "smoke")) for g in B.GROUPS)
     seeds = [seed for _, _, seed in plan]
     assert len(set(seeds)) == len(seeds) and seeds == [seed for _, _, seed in B.calls("smoke")]
+
+
+def test_a_part_of_the_set_makes_the_same_calls_as_the_full_set():
+    full = B.calls("cpu")
+    part = B.calls("cpu", groups=("pair", "relation"), repeats=1)
+    assert part and all(call in full for call in part)
+    assert {group for group, _, _ in part} == {"pair", "relation"}
+    assert sum(len(prompts) for _, prompts, _ in part) == 2 * B.size("pair", "cpu")[0]
+    with pytest.raises(KeyError, match="no benchmark group named 'colour'"):
+        B.calls("cpu", groups=("colour",))
+    with pytest.raises(ValueError, match="at least one group"):
+        B.calls("cpu", groups=())
+    with pytest.raises(ValueError, match="integer >= 1"):
+        B.calls("cpu", repeats=0)
+
+
+def test_a_part_is_cached_apart_from_the_full_set(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    sizes = []
+
+    def generate(prompts, seed):
+        sizes.append(len(prompts))
+        return prompt_renders(prompts, seed)
+
+    part = B.benchmark(generate, "smoke", folder, frechet=False, groups=("single",), repeats=1)
+    assert part["images"] == B.size("single", "smoke")[0] and part["groups"] == ["single"]
+    full = B.benchmark(generate, "smoke", folder, frechet=False)
+    assert full["images"] == sum(np.prod(B.size(g.name, "smoke")) for g in B.GROUPS)
+    calls = len(sizes)
+    B.benchmark(generate, "smoke", folder, frechet=False, groups=("single",), repeats=1)
+    assert len(sizes) == calls  # read from its own cache entry
 
 
 def test_world_renders_are_read_exactly_and_random_images_are_not():

@@ -351,8 +351,9 @@ def test_the_real_book_follows_quartos_book_layout():
         config = proj.render_config(lang, "cpu")
         outline = crossref.outline(lang, docs[lang], config, [c.text for c in proj.editions[lang].chapters])
         numbers = [c.number for c in outline.chapters]
-        assert [c.name for c in outline.chapters][-1] == "references"  # unnumbered, like the home page
-        assert numbers == [None] + list(range(1, len(numbers) - 1)) + [None]
+        # the glossary and the references close the book, unnumbered like the home page
+        assert [c.name for c in outline.chapters][-2:] == ["glossary", "references"]
+        assert numbers == [None] + list(range(1, len(numbers) - 2)) + [None, None]
         assert config["project"]["output-dir"] == f"_book/{lang}"
         assert freeze.mode(config) == "auto" and freeze.mode(config, docs[lang][0].front_matter) is False
         for profile in ("smoke", "gpu"):
@@ -519,6 +520,58 @@ def test_references_bib_holds_the_works_the_book_names_each_with_an_arxiv_id_or_
         page = REPO / "book" / lang / "references.qmd"
         assert "::: {#refs}" in page.read_text() and f"book/{lang}/references.qmd" in \
             (REPO / f"_quarto-{lang}.yml").read_text()
+
+
+# ---- what every chapter holds, and the glossary -------------------------------------------------------
+
+RERUN = {"fr": "Réexécuter ce chapitre", "en": "Rerun this chapter"}
+CLOSING = {"fr": ("À retenir", "Exercices", "Ce que nous avons mesuré"),
+           "en": ("What to remember", "Exercises", "What we measured")}
+
+
+def test_every_chapter_has_its_rerun_box_what_to_remember_exercises_then_the_measured_table():
+    """The shape each chapter shares: a "rerun this chapter" box (with its command) before the first section,
+    then, at the end and in this order, what to remember, three to five exercises, and what was measured."""
+    proj = project.load(REPO)
+    for lang in ("fr", "en"):
+        for chapter in proj.editions[lang].chapters:
+            if chapter.home or chapter.name in ("glossary", "references"):
+                continue
+            text = chapter.path.read_text()
+            box = text.find(f'::: {{.callout-note title="{RERUN[lang]}"}}')
+            assert 0 < box < text.find("\n## "), (lang, chapter.name, "no rerun box before the first section")
+            assert f"text2image book --lang {lang} --chapter {chapter.name}" in text[box:text.find("\n:::", box)]
+            heads = [re.search(rf"^## {re.escape(h)} \{{#sec-[\w-]+\}}$", text, re.M) for h in CLOSING[lang]]
+            assert all(heads), (lang, chapter.name, [h for h, m in zip(CLOSING[lang], heads) if not m])
+            starts = [m.start() for m in heads]
+            assert starts == sorted(starts), (lang, chapter.name, "remember, exercises, measured: in that order")
+            exercises = re.findall(r"^\d+\. ", text[starts[1]:starts[2]], re.M)
+            assert 3 <= len(exercises) <= 5, (lang, chapter.name, len(exercises))
+
+
+def test_works_are_cited_not_named_by_hand():
+    """A paper named "Radford et al. (2021)" in the prose is a citation ([@radford2021clip]) in waiting: Quarto
+    links a citation to the references page and formats it in the edition's language, a typed name it does not."""
+    proj = project.load(REPO)
+    for lang in ("fr", "en"):
+        for chapter in proj.editions[lang].chapters:
+            text = qmd.mask(chapter.path.read_text())
+            typed = re.findall(r".{0,30}\b(?:et al\.|and [A-Z]\w+|et [A-Z]\w+),? \(?(?:19|20)\d\d\b", text)
+            assert not typed, (lang, chapter.name, typed)
+
+
+def test_the_glossary_names_each_term_in_both_languages_and_where_it_is_introduced():
+    pages = {lang: (REPO / "book" / lang / "glossary.qmd").read_text() for lang in ("fr", "en")}
+    entries = {lang: re.findall(r"^\*\*(.+?)\*\*(?: \(\*(.+?)\*\))?\n:   .+\(@(sec-[\w-]+)\)\.$", text, re.M)
+               for lang, text in pages.items()}
+    assert len(entries["fr"]) == len(entries["en"]) >= 30
+    pairs = {lang: {(term.replace("*", ""), other or term.replace("*", ""), ref)
+                    for term, other, ref in found} for lang, found in entries.items()}
+    assert {(b, a, ref) for a, b, ref in pairs["en"]} == pairs["fr"]  # the same pairs, read from either side
+    for fr, en in (("auto-encodeur", "autoencoder"), ("plongement", "embedding"), ("jeton", "token"),
+                   ("invite", "prompt"), ("dictionnaire", "codebook"), ("négatif difficile", "hard negative"),
+                   ("quantification vectorielle", "vector quantisation")):
+        assert any(a == fr and b == en for a, b, _ in pairs["fr"]), (fr, en)
 
 
 # ---- the figure-size rule and the freeze key ---------------------------------------------------------

@@ -189,6 +189,20 @@ def test_every_shipped_checkpoint_records_and_matches_its_digests():
         assert {folder / name: sha for name, sha in recorded.items()}.items() <= digests.items()
 
 
+def test_training_times_are_read_from_the_manifests(project):
+    """What the preface and the chapters' rerun boxes quote: ``train_seconds`` of each manifest, by name."""
+    root = paths.checkpoints_dir()
+    for name, seconds in (("vae", 90.0), ("vq-sweep/k4", 30.0)):
+        checkpoints.save(tiny_vae(), root / name, manifest(name=name, train_seconds=seconds))
+    assert checkpoints.training_seconds() == {"vae": 90.0, "vq-sweep/k4": 30.0}
+    assert checkpoints.training_seconds(["vq-sweep/k4"]) == {"vq-sweep/k4": 30.0}
+    # a cache of safetensors inside a checkpoint (the DALL·E recipes' image tokens) is not a checkpoint
+    (root / "vae" / "tokens").mkdir()
+    (root / "vae" / "tokens" / "train-64-0123.safetensors").write_bytes(b"cached tokens")
+    assert checkpoints.shipped_folders() == [root / "vae", root / "vq-sweep/k4"]
+    assert checkpoints.training_seconds() == {"vae": 90.0, "vq-sweep/k4": 30.0}
+
+
 def test_a_save_is_swapped_in_whole_and_leftovers_are_cleaned(tmp_path):
     """Issue 14.5: a kill during a save must leave the old checkpoint or the new one, never an unusable folder."""
     folder = tmp_path / "lin"

@@ -322,6 +322,15 @@ def test_both_recipes_share_data_steps_and_batch_and_state_the_caption_drop():
         assert recipes.get("dalle").base == recipes.get("dalle-mini").base == R.TOKENIZER
 
 
+def test_the_text_loss_ablation_differs_from_dalle_by_its_text_weight_alone():
+    for profile in profiles.PROFILES:
+        paper, ablation = R.CONFIGS["dalle"][profile], R.CONFIGS["dalle-image-only"][profile]
+        assert ablation.extra["text_weight"] == 0.0 and paper.extra["text_weight"] == D.PAPER_TEXT_WEIGHT
+        assert replace(ablation, extra={**ablation.extra, "text_weight": paper.extra["text_weight"]}) == paper
+    assert recipes.get("dalle-image-only").model_class is recipes.get("dalle").model_class
+    assert "dalle-image-only" in B.GENERATORS
+
+
 def test_batches_are_a_pure_function_of_the_step_and_drop_captions_at_the_stated_rate():
     n = 96
     tokens = {"codes": torch.randint(0, 256, (n, 64), dtype=torch.uint8),
@@ -432,7 +441,25 @@ def test_sweeps_benchmark_one_knob_at_a_time(trained, project):
     assert len(keys) >= 2
     diversity = R.diversity("dalle-mini", "smoke", prompts=2, samples=3)
     assert 0 <= diversity["codes_differ"] <= 1 and 0 < diversity["distinct"] <= 1
-    assert R.diversity("dalle-mini", "smoke", P.Sampling(top_k=1), prompts=2, samples=3)["codes_differ"] == 0
+    assert 0 <= diversity["pixels_differ"] <= 1
+    greedy = R.diversity("dalle-mini", "smoke", P.Sampling(top_k=1), prompts=2, samples=3)
+    assert greedy["codes_differ"] == greedy["pixels_differ"] == 0 and greedy["distinct"] == 1 / 3
+    assert R.diversity("dalle-mini", "smoke", prompts=2, samples=3) == diversity  # cached
+
+
+def test_the_rerank_curve_picks_by_each_judge_among_the_first_n_candidates(trained, project):
+    part = {"groups": ("pair",), "repeats": 1}
+    curve = R.rerank_curve("dalle-mini", "smoke", judges=("clip",), candidates=(1, 3), part=part, progress=False)
+    assert curve["candidates"] == [1, 3] and set(curve["curves"]) == {"clip", R.ORACLE_PICK}
+    prompts = B.size("pair", "smoke")[0]
+    for judge, points in curve["curves"].items():
+        assert [p["images"] for p in points] == [prompts, prompts]
+    clip_1, clip_3 = (p["categories"]["two_objects"]["k"] for p in curve["curves"]["clip"])
+    oracle_1, oracle_3 = (p["categories"]["two_objects"]["k"] for p in curve["curves"][R.ORACLE_PICK])
+    assert oracle_1 == clip_1   # one candidate: nothing to choose
+    assert oracle_3 >= max(oracle_1, clip_3)  # a judge never beats the ceiling, and more candidates never hurt it
+    assert R.rerank_curve("dalle-mini", "smoke", judges=("clip",), candidates=(1, 3), part=part,
+                          progress=False) == curve  # cached
 
 
 def test_shipped_checkpoints_reproduce_their_manifest(monkeypatch):
@@ -462,6 +489,8 @@ def test_speed_splits_the_time_of_a_call(trained, project):
     measured = R.speed("dalle", "smoke", P.Sampling(candidates=2), prompts=3)
     assert measured["images_per_second"] > 0 and measured["sequences_per_second"] > 0
     assert min(measured["codes_seconds"], measured["decode_seconds"], measured["rerank_seconds"]) > 0
+    assert R.speed("dalle", "smoke", P.Sampling(candidates=2), prompts=3) == measured  # one measurement, cached
+    assert R.speed("dalle", "smoke", P.Sampling(candidates=2), prompts=3, cached=False) != measured
 
 
 # ----------------------------------------------------------------------------- the real weights path (min-dalle)

@@ -323,13 +323,15 @@ def test_every_generator_is_registered_and_a_smoke_benchmark_is_cached(trained, 
 
 
 def test_sweeps_and_diversity_are_cached_per_setting(trained, project):
+    folder = recipes.checkpoint_folder("ddpm", "smoke")
+    before = set(folder.glob("benchmark-*.json"))
     steps = R.steps_sweep("ddpm", "ddpm", (1, 2), "smoke")
     assert [n for n, _ in steps] == [1, 2] and all(set(r["categories"]) for _, r in steps)
-    assert all(r["images_per_second"] > 0 for _, r in steps)
+    assert all(r["images_per_second"] > 0 and r["groups"] == sorted(B.CATEGORY_GROUPS) for _, r in steps)
+    assert all(r["images"] == sum(B.size(g, "smoke")[0] for g in B.CATEGORY_GROUPS) for _, r in steps)  # one each
     guided = R.guidance_sweep("flow-matching", (0.0, 2.0), "smoke")
     assert [s for s, _ in guided] == [0.0, 2.0]
-    folder = recipes.checkpoint_folder("ddpm", "smoke")
-    assert len(list(folder.glob("quick-*.json"))) == 2
+    assert len(set(folder.glob("benchmark-*.json")) - before) == 2  # one cached part per setting
     for name in ("gan", "ddpm"):
         found = R.diversity(name, "smoke", prompts=3, samples=3)
         assert found["relative"] >= 0 and found["lo"] <= found["relative"] <= found["hi"]

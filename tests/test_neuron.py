@@ -64,6 +64,7 @@ def test_training_the_neuron_separates_the_blobs(blobs):
     assert history.loss[-1] < 0.2 * history.loss[0]
     assert all(b <= a + 1e-12 for a, b in zip(history.loss, history.loss[1:]))  # small lr: monotone
     assert history.accuracy[-1] >= 0.98
+    assert history.seconds > 0  # the time the foundations chapter quotes
 
 
 def test_mlp_beats_the_neuron_on_moons(moons):

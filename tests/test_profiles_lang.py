@@ -82,3 +82,12 @@ def test_prose_values_are_markdown_so_quarto_shows_them_as_written():
     plain, _ = formatter.format(str(lang.integer(3072, "fr")))
     assert inline.markdown({"data": plain}) == "3\\\\\\\\u202f072"  # what the page would show for a plain str
     assert isinstance(lang.tr("oui", "yes"), lang.Text) and lang.tr("oui", "yes") + "!" in ("oui!", "yes!")
+
+
+def test_a_label_colon_and_a_listing_follow_each_language():
+    assert lang.colon("fr") == "\u00a0:" and lang.colon("en") == ":"
+    assert lang.listing(["cercle", "carré", "croix"], "fr") == "cercle, carré et croix"
+    assert lang.listing(["circle", "square", "cross"], "en") == "circle, square and cross"
+    assert lang.listing(["circle"], "en") == "circle" and lang.listing([], "fr") == ""
+    assert isinstance(lang.listing(["a", "b"], "en"), lang.Text)
+

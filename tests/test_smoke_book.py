@@ -110,8 +110,9 @@ def test_the_home_page_is_unnumbered_and_chapters_count_from_1(smoke_run):
         sidebar = re.findall(r'<li><a href="(\w+)\.html"[^>]*>(?:<span class="chapter-number">(\d+)</span> )?([^<]*)</a>',
                              page)
         assert sidebar[0] == ("index", "", home)
+        assert sidebar[-2] == ("glossary", "", "Glossaire" if lang == "fr" else "Glossary")
         assert sidebar[-1] == ("references", "", "Références" if lang == "fr" else "References")
-        assert [number for _, number, _ in sidebar[1:-1]] == [str(n) for n in range(1, len(sidebar) - 1)]
+        assert [number for _, number, _ in sidebar[1:-2]] == [str(n) for n in range(1, len(sidebar) - 2)]
         other = "en" if lang == "fr" else "fr"
         clip = (ROOT / "build/smoke/preview" / lang / "clip.html").read_text()
         assert f'class="other-lang" href="../{other}/clip.html"' in clip

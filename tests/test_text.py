@@ -57,6 +57,19 @@ def test_unknown_words_are_errors_that_name_them(prompt):
     assert ("purple" in message) or ("blob" in message) or ("unk" in message.lower())
 
 
+def test_the_vocabulary_in_an_unknown_word_error_is_one_quoted_token_after_another():
+    """The message once read "the vocabulary is: , a above ...": the comma token and the one-letter words
+    were lost among the spaces. Each token is quoted now, and the list is exactly the vocabulary."""
+    import ast
+
+    for check in (lambda: text.tokenizer()("a purple circle"), lambda: C.parse("a purple circle")):
+        with pytest.raises(ValueError) as info:
+            check()
+        listed = str(info.value).split("the vocabulary is: ", 1)[1]
+        assert listed.startswith("',', 'a', ")
+        assert list(ast.literal_eval(f"[{listed}]")) == C.vocabulary()
+
+
 # --------------------------------------------------------------------------- refused captions, local loading (issue 14)
 
 def test_a_caption_longer_than_the_encoders_limit_is_refused_with_both_numbers():

@@ -73,3 +73,18 @@ def test_holds_reads_the_dominant_direction():
 
 def test_naive_placement_collides_often():
     assert S.naive_overlap_rate(3, trials=2000) > 0.5
+
+
+def test_french_names_agree_with_the_shape_and_keep_french_word_order():
+    from text2image.world import names
+
+    assert names.phrase("cross", "blue", "large", lang="fr") == "grande croix bleue"
+    assert names.phrase("circle", "green", "small", lang="fr") == "petit cercle vert"
+    assert names.phrase("cross", "green", lang="fr") == "croix verte"
+    assert names.phrase("cross", "blue", "large", lang="en") == "large blue cross"
+    assert names.phrase("square", lang="en") == "square"
+    assert names.colour("blue", lang="fr") == "bleu" and names.size("small", "cross", lang="fr") == "petite"
+    for shape_ in S.SHAPES:  # every object of the world has a French phrase
+        for colour_ in S.COLOUR_NAMES:
+            for size_ in S.SIZES:
+                assert len(names.phrase(shape_, colour_, size_, lang="fr").split()) == 3

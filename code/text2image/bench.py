@@ -99,7 +99,8 @@ def report(name: str, result: dict) -> str:
     lines += [f"  {category:<22} {_share(share)}" for category, share in result["categories"].items()]
     lines.append(f"  {'overall':<22} {_share(result['overall'])}")
     lines += [f"  {'MG-' + k:<22} {_share(share)}" for k, share in result["mg"].items()]
-    lines.append(f"  {'relation | both found':<22} {_share(result['relation'])}")
+    if result["relation"] is not None:
+        lines.append(f"  {'relation | both found':<22} {_share(result['relation'])}")
     lines += [f"  {split:<22} {_share(share)}" for split, share in result["heldout"].items()]
     if result.get("frechet"):
         fd = result["frechet"]

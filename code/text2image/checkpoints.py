@@ -267,12 +267,26 @@ def stamp(folder: str | Path, force: bool = False) -> bool:
 
 
 def shipped_folders(root: str | Path | None = None) -> list[Path]:
-    """Every checkpoint folder (one with a manifest or weights) under ``root`` (default: the shipped ones)."""
+    """Every checkpoint folder (one with a manifest or weights) under ``root`` (default: the shipped ones).
+
+    A folder inside a checkpoint is not one: the image tokens the DALL·E recipes
+    cache in ``vqvae-long/tokens/`` are safetensors files of that checkpoint's.
+    """
     root = Path(root) if root else paths.checkpoints_dir()
     if not root.is_dir():
         return []
     found = {p.parent for p in root.rglob(MANIFEST)} | {p.parent for p in root.rglob("*.safetensors")}
-    return sorted(found)
+    manifests = {p.parent for p in root.rglob(MANIFEST)}
+    return sorted(f for f in found if not any(parent in manifests for parent in f.parents))
+
+
+def training_seconds(names=None, root: str | Path | None = None) -> dict[str, float]:
+    """``name -> train_seconds`` of shipped checkpoints, read from their manifests (``vq-sweep/k16`` included):
+    every one under ``root`` (default: the shipped ones), or the checkpoints ``names``."""
+    root = Path(root) if root else paths.checkpoints_dir()
+    folders = shipped_folders(root) if names is None else [root / name for name in names]
+    return {folder.relative_to(root).as_posix(): float(read_manifest(folder)["train_seconds"])
+            for folder in folders}
 
 
 # ----------------------------------------------------------------------------- reading and checking
@@ -406,6 +420,11 @@ def _stored(path: Path, key: str) -> tuple[bool, Any]:
     if isinstance(stored, dict) and stored.get("key") == key:
         return True, stored["result"]
     return False, None
+
+
+def result_name(kind: str, key: Any) -> str:
+    """``<kind>-<12 hex digits>.json``: the file name of a cached measurement, one per settings ``key``."""
+    return f"{kind}-{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
 
 
 def cached_result(folder: str | Path, filename: str, key: Any, compute) -> Any:

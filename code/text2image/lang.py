@@ -64,6 +64,15 @@ def percent(fraction: float, digits: int = 1, lang: str | None = None) -> str:
     return Text(f"{body}{NNBSP}%" if lang == "fr" else f"{body}%")
 
 
-def status(value: float, target: float) -> str:
-    """Whether a measured value reaches its target, in words ("met" / "not met")."""
-    return tr("atteint", "met") if value >= target else tr("non atteint", "not met")
+def colon(lang: str | None = None) -> str:
+    """The colon of a label (``name: value``): French puts a no-break space before it, English none."""
+    return Text("\u00a0:" if (lang or current()) == "fr" else ":")
+
+
+def listing(words, lang: str | None = None) -> str:
+    """``a, b et c`` in French and ``a, b and c`` in English (no serial comma, as the book's prose)."""
+    words = [str(w) for w in words]
+    if len(words) < 2:
+        return Text("".join(words))
+    last = " et " if (lang or current()) == "fr" else " and "
+    return Text(", ".join(words[:-1]) + last + words[-1])

@@ -77,10 +77,10 @@ class ShapesTokenizer(PreTrainedTokenizerFast):
                                    f"{MAX_LENGTH} ({shown!r})")
             unknown |= {w for w in words if w not in vocab or w in SPECIALS}
         if unknown:
-            words = " ".join(w for w in vocab if w not in SPECIALS)
+            words = sorted(w for w in vocab if w not in SPECIALS)
             raise UnknownWordError(
                 f"unknown word(s) {', '.join(map(repr, sorted(unknown)))}; "
-                f"the vocabulary is: {' '.join(sorted(words.split()))}")
+                f"the vocabulary is: {captions.vocabulary_text(words)}")
 
     def _encode_plus(self, text, text_pair=None, *args, **kwargs):
         self.check(text)

@@ -49,8 +49,9 @@ def category_share(result: Mapping, category: str) -> Mapping:
     return result["overall"] if category == "overall" else result["categories"][category]
 
 
-def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | None = None):
-    """Accuracy per category with 95 % intervals: models as bars, references as marks across each category."""
+def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | None = None, legend_columns: int = 3):
+    """Accuracy per category with 95 % intervals: models as bars, references as marks across each category
+    (fewer ``legend_columns`` when the models' names are long, so the legend stays within the column)."""
     references = references or {}
     fig, ax = subplots(figsize=(6.6, 3.9))
     x = np.arange(len(COLUMNS))
@@ -58,7 +59,6 @@ def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | Non
     for k, (label, result) in enumerate(models.items()):
         shares = [category_share(result, c) for c in COLUMNS]
         p = np.array([s["p"] for s in shares])
-        # (results cached before intervals.wilson kept its bounds on the right side of p: no negative bar)
         err = np.clip([[s["p"] - s["lo"] for s in shares], [s["hi"] - s["p"] for s in shares]], 0, None)
         ax.bar(x - 0.4 + width * (k + 0.5), 100 * p, width * 0.9, yerr=100 * err, capsize=2, label=label)
     for ref, result in references.items():
@@ -70,9 +70,23 @@ def chart(models: Mapping[str, Mapping], references: Mapping[str, Mapping] | Non
     ax.set_ylim(0, 104)
     ax.set_ylabel(lang.tr("images correctes (%)", "correct images (%)"))
     ax.grid(axis="x", visible=False)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False, fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=legend_columns, frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def interval_text(share: Mapping) -> str:
+    """``95.3 % (93.1–96.9)``: a measured share as the prose quotes it, with its 95 % interval in points."""
+    if share is None:
+        return lang.Text("–")
+    lo, hi = (lang.number(100 * share[k], 1) for k in ("lo", "hi"))
+    return lang.Text(f"{lang.percent(share['p'], 1)} ({lo}\u2060–\u2060{hi})")
+
+
+def half_width(result: Mapping) -> float:
+    """The mean half-width of a result's category intervals, in points (how precise a sweep's part is)."""
+    shares = list(result["categories"].values())
+    return 100 * sum((s["hi"] - s["lo"]) / 2 for s in shares) / len(shares)
 
 
 def frechet(result: Mapping) -> str:

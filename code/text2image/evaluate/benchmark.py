@@ -26,9 +26,7 @@ world has few of them: only the held-out splits are new compositions.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
-import json
 import time
 import zlib
 from dataclasses import dataclass
@@ -78,6 +76,10 @@ SIZES = {
     "cpu": {"default": (150, 4), "multigen": (60, 10)},
     "gpu": {"default": (400, 4), "multigen": (160, 10)},
 }
+# What the book quotes of GenEval (Ghosh et al., 2023, table 2): Stable Diffusion v1.5, the share of correct
+# images per category, under the names of verdicts.CATEGORIES
+GENEVAL_SD15 = {"single_object": 0.97, "two_objects": 0.38, "counting": 0.35, "colours": 0.76,
+                "position": 0.04, "colour_attribution": 0.06, "overall": 0.43}
 FAILURES = ("missing", "leaked", "colour", "reversed", "relation", "too_few", "too_many", "other")
 
 
@@ -116,11 +118,33 @@ def seed_of(group: str, chunk: int, repeat: int) -> int:
     return zlib.crc32(f"{VERSION}/{group}/{chunk}/{repeat}".encode())
 
 
-def calls(profile: str | None = None) -> list[tuple[str, list[str], int]]:
-    """Every call the benchmark makes: ``(group, prompts, seed)``, in order."""
+def check_part(groups: Sequence[str] | None, repeats: int | None) -> None:
+    """A part of the set (see :func:`calls`) names known groups and at least one image per prompt."""
+    unknown = sorted(set(groups or ()) - {g.name for g in GROUPS})
+    if unknown:
+        raise KeyError(f"no benchmark group named {', '.join(map(repr, unknown))}; the groups are: "
+                       f"{', '.join(g.name for g in GROUPS)}")
+    if groups is not None and not groups:
+        raise ValueError("a part of the benchmark needs at least one group")
+    if repeats is not None and not (isinstance(repeats, int) and repeats >= 1):
+        raise ValueError(f"images per prompt must be an integer >= 1, not {repeats!r}")
+
+
+def calls(profile: str | None = None, groups: Sequence[str] | None = None,
+          repeats: int | None = None) -> list[tuple[str, list[str], int]]:
+    """Every call the benchmark makes: ``(group, prompts, seed)``, in order.
+
+    A *part* of the set, for sweeps that compare many settings of one model:
+    only ``groups``, and only the first ``repeats`` images of each prompt (the
+    same calls, with the same seeds, as the full set makes: a part's images
+    are the full set's, so its numbers are a subsample of the full numbers).
+    """
+    check_part(groups, repeats)
     out = []
     for group, prompts in prompt_set(profile).items():
-        for repeat in range(size(group, profile)[1]):
+        if groups is not None and group not in groups:
+            continue
+        for repeat in range(min(size(group, profile)[1], repeats or size(group, profile)[1])):
             for chunk, start in enumerate(range(0, len(prompts), CHUNK)):
                 out.append((group, prompts[start:start + CHUNK], seed_of(group, chunk, repeat)))
     return out
@@ -176,11 +200,16 @@ def failure(verdict: verdicts.Verdict) -> str | None:
 
 
 def summarise(judged: dict[str, list[verdicts.Verdict]]) -> dict[str, Any]:
-    """The benchmark's numbers from the verdicts of each group (see the module's docstring)."""
+    """The benchmark's numbers from the verdicts of each group (see the module's docstring).
+
+    Only what was measured is reported: a part of the set (:func:`calls`) has
+    no held-out share, MG-k or category its groups do not check.
+    """
     categories = {}
     for category in verdicts.CATEGORIES:
         checks = [v.checks[category] for g in CATEGORY_GROUPS for v in judged.get(g, []) if category in v.checks]
-        categories[category] = intervals.share(sum(checks), len(checks))
+        if checks:
+            categories[category] = intervals.share(sum(checks), len(checks))
     relation = [v.relation for v in judged.get("relation", []) if v.relation is not None]
     multigen = judged.get("multigen", [])
     failed = [failure(v) for g in (*CATEGORY_GROUPS, *HELDOUT_GROUPS) for v in judged.get(g, [])]
@@ -189,22 +218,23 @@ def summarise(judged: dict[str, list[verdicts.Verdict]]) -> dict[str, Any]:
         "categories": {k: s.as_dict() for k, s in categories.items()},
         "overall": intervals.mean_of(list(categories.values())),
         "mg": {str(k): intervals.share(sum(v.found >= k for v in multigen), len(multigen)).as_dict()
-               for k in range(2, 6)},
-        "relation": intervals.share(sum(relation), len(relation)).as_dict(),
-        "heldout": {g: intervals.share(sum(map(correct, judged.get(g, []))), len(judged.get(g, []))).as_dict()
-                    for g in HELDOUT_GROUPS},
+               for k in range(2, 6)} if multigen else {},
+        "relation": intervals.share(sum(relation), len(relation)).as_dict() if relation else None,
+        "heldout": {g: intervals.share(sum(map(correct, judged[g])), len(judged[g])).as_dict()
+                    for g in HELDOUT_GROUPS if judged.get(g)},
         "failures": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
         "images": sum(len(v) for v in judged.values()),
     }
 
 
 def run(generate: Callable, profile: str | None = None, progress: bool = True,
-        features: Callable[[np.ndarray], torch.Tensor] | None = None) -> dict[str, Any]:
-    """Call ``generate`` over the whole set and score it (no cache: see :func:`benchmark`)."""
+        features: Callable[[np.ndarray], torch.Tensor] | None = None, groups: Sequence[str] | None = None,
+        repeats: int | None = None) -> dict[str, Any]:
+    """Call ``generate`` over the set (or a part: see :func:`calls`) and score it (no cache: :func:`benchmark`)."""
     from tqdm.auto import tqdm
 
     profile = profiles.check(profile) if profile else profiles.current()
-    plan = calls(profile)
+    plan = calls(profile, groups, repeats)
     check_prompts([prompt for _, prompts, _ in plan for prompt in prompts])
     judged: dict[str, list[verdicts.Verdict]] = {}
     images_of: list[np.ndarray] = []
@@ -222,7 +252,7 @@ def run(generate: Callable, profile: str | None = None, progress: bool = True,
         images_of.append(images)
         prompts_of.extend(prompts)
     result = summarise(judged)
-    result.update(version=VERSION, profile=profile,
+    result.update(version=VERSION, profile=profile, groups=sorted(judged), repeats=repeats,
                   images_per_second=result["images"] / max(generating, 1e-9),
                   scoring_per_second=result["images"] / max(scoring, 1e-9))
     if features is not None:
@@ -231,25 +261,29 @@ def run(generate: Callable, profile: str | None = None, progress: bool = True,
 
 
 def benchmark(generate: Callable, profile: str | None = None, cache_folder: str | Path | None = None,
-              settings: dict | None = None, progress: bool = True, frechet: bool = True) -> dict[str, Any]:
+              settings: dict | None = None, progress: bool = True, frechet: bool = True,
+              groups: Sequence[str] | None = None, repeats: int | None = None) -> dict[str, Any]:
     """The benchmark of a generator, cached next to the model it came from.
 
     ``cache_folder``: the model's checkpoint folder; the result is stored there,
     keyed by the folder's weights digest, the set's version, the profile, the
     sampler ``settings`` and the digest of the CLIP whose features the Fréchet
     distance uses, so a second call with the same model does not call the
-    generator. Nothing is written when the generator fails.
+    generator. Nothing is written when the generator fails. ``groups`` and
+    ``repeats`` ask for a part of the set (:func:`calls`), cached apart.
     """
     profile = profiles.check(profile) if profile else profiles.current()
+    check_part(groups, repeats)
     features = feature_digest = None
     if frechet:
         features, feature_digest = F.clip_features(profile)
     if cache_folder is None:
-        return run(generate, profile, progress, features)
+        return run(generate, profile, progress, features, groups, repeats)
     key = {"version": VERSION, "profile": profile, "settings": settings or {}, "features": feature_digest}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return checkpoints.cached_result(cache_folder, f"benchmark-{name}.json", key,
-                                     lambda: run(generate, profile, progress, features))
+    if groups is not None or repeats is not None:  # the full set's key is unchanged
+        key["part"] = {"groups": sorted(groups) if groups is not None else None, "repeats": repeats}
+    return checkpoints.cached_result(cache_folder, checkpoints.result_name("benchmark", key), key,
+                                     lambda: run(generate, profile, progress, features, groups, repeats))
 
 
 # ----------------------------------------------------------------------------- named generators

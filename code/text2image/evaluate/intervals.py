@@ -41,8 +41,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # at k = 0 (or k = n) the bound is p itself, which rounding can put a hair the wrong side of p
-    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
+    # exactly 0 (or 1) at the edge, where rounding would leave 1e-17 above the share (or below it)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def share(k: int, n: int) -> Share:

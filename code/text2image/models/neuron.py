@@ -15,6 +15,7 @@ differences. Everything is deterministic from a seed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,10 +165,12 @@ class MLP(_Binary):
 
 @dataclass
 class History:
-    """Loss and accuracy on the training set, measured before each step (and once after the last)."""
+    """Loss and accuracy on the training set, measured before each step (and once after the last), and the
+    wall-clock seconds the whole training took."""
 
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def steps(self) -> int:
@@ -177,6 +180,7 @@ class History:
 def train(model: _Binary, X: Array, y: Array, steps: int, lr: float) -> History:
     """Full-batch gradient descent: ``theta <- theta - lr * dL/dtheta`` for every parameter, ``steps`` times."""
     history = History()
+    started = time.perf_counter()
 
     def record() -> None:
         z = model.logits(X)
@@ -188,6 +192,7 @@ def train(model: _Binary, X: Array, y: Array, steps: int, lr: float) -> History:
         for name, grad in model.gradients(X, y).items():
             model.params[name] -= lr * grad
     record()
+    history.seconds = time.perf_counter() - started
     return history
 
 

@@ -30,7 +30,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,7 +43,7 @@ from transformers import BartForConditionalGeneration, GPT2LMHeadModel
 from text2image import checkpoints, profiles
 from text2image import text as T
 from text2image.evaluate import benchmark as B
-from text2image.evaluate import verdicts
+from text2image.evaluate import intervals, verdicts
 from text2image.models import dalle as D
 from text2image.pipelines import dalle as P
 from text2image.recipes import Recipe, checkpoint_folder, load_or_train, register
@@ -55,6 +55,11 @@ from text2image.world.tensors import RESOLUTION, to_tensor
 TOKENIZER = "vqvae-long"   # the image tokenizer: 8 x 8 codes from a 256-code book
 JUDGE = "clip"             # the CLIP that reranks candidates by default
 NAMES = ("dalle", "dalle-mini")
+# The ablation of DALL·E's text loss: the same model, data and steps, its loss on the image codes alone.
+VARIANTS = ("dalle-image-only",)
+ALL = (*NAMES, *VARIANTS)
+ARCHITECTURE = {"dalle": "dalle", "dalle-mini": "dalle-mini", "dalle-image-only": "dalle"}
+TEXT_WEIGHT = {"dalle": D.PAPER_TEXT_WEIGHT, "dalle-image-only": 0.0}  # DALL·E's share of the loss on the caption
 TOKENS_DIR = "tokens"      # inside the tokenizer's checkpoint folder (git-ignored by a .gitignore of its own)
 TOKENS_VERSION = "1"       # bump when what is tokenised changes
 DATA_SEED = 16
@@ -84,8 +89,8 @@ def _config(profile: str, name: str) -> TrainConfig:
     steps = base["steps"]
     extra: dict[str, Any] = {"size": D.SIZES[profile], "examples": EXAMPLES[profile], "drop_caption": DROP_CAPTION,
                              "tokenizer": TOKENIZER}
-    if name == "dalle":
-        extra["text_weight"] = D.PAPER_TEXT_WEIGHT
+    if name in TEXT_WEIGHT:
+        extra["text_weight"] = TEXT_WEIGHT[name]
     return TrainConfig(steps=steps, batch_size=base["batch_size"], lr=base["lr"], warmup=base["warmup"],
                        weight_decay=0.01, betas=(0.9, 0.98),
                        eval_every=0 if profile == "smoke" else max(1, steps // 8),
@@ -93,7 +98,7 @@ def _config(profile: str, name: str) -> TrainConfig:
                        log_every=1 if profile == "smoke" else 10, extra=extra)
 
 
-CONFIGS = {name: {p: _config(p, name) for p in profiles.PROFILES} for name in NAMES}
+CONFIGS = {name: {p: _config(p, name) for p in profiles.PROFILES} for name in ALL}
 
 
 # ----------------------------------------------------------------------------- image tokens
@@ -300,29 +305,47 @@ def build(name: str, profile: str):
     """A fresh model of recipe ``name`` at the profile's size (seeded: the same initial weights every time)."""
     size = D.SIZES[profiles.check(profile)]
     codebook = tokenizer_model(profile).config.num_vq_embeddings
-    return Trainee(D.build_dalle(size, codebook) if name == "dalle" else D.build_dalle_mini(size, codebook))
+    gpt = ARCHITECTURE[name] == "dalle"
+    return Trainee(D.build_dalle(size, codebook) if gpt else D.build_dalle_mini(size, codebook))
 
 
 MODEL_CLASSES = {"dalle": GPT2LMHeadModel, "dalle-mini": BartForConditionalGeneration}
-for _name in NAMES:
+for _name in ALL:
     register(Recipe(_name, build=functools.partial(build, _name), task=_task(_name), configs=CONFIGS[_name],
-                    model_class=MODEL_CLASSES[_name], data_seed=DATA_SEED, export=unwrap, base=TOKENIZER))
+                    model_class=MODEL_CLASSES[ARCHITECTURE[_name]], data_seed=DATA_SEED, export=unwrap,
+                    base=TOKENIZER))
 
 
 # ----------------------------------------------------------------------------- generators and variants
 
 DEFAULT_SAMPLING = P.Sampling()  # the model as it is; the variants below change one knob at a time
-GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
-CANDIDATES = (1, 2, 4, 8, 16)
-TEMPERATURES = (0.5, 0.7, 1.0, 1.3)
-TOP_KS = (None, 128, 32, 8, 1)
+# The settings each sweep tries (the smoke profile keeps the plain one and the ends: its numbers mean nothing).
+SWEEP_VALUES = {
+    "cpu": {"guidance": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "temperature": (0.5, 0.7, 1.0, 1.3),
+            "top_k": (None, 128, 32, 8, 1), "top_p": (None, 0.95, 0.8, 0.5), "candidates": (1, 2, 4, 8, 16)},
+    "smoke": {"guidance": (0.0, 1.0, 2.0), "temperature": (0.5, 1.0), "top_k": (None, 1), "top_p": (None, 0.5),
+              "candidates": (1, 2)},
+}
+SWEEP_VALUES["gpu"] = SWEEP_VALUES["cpu"]
+
+
+def sweep_values(knob: str, profile: str | None = None) -> tuple:
+    """The settings the sweep of ``knob`` tries in a profile."""
+    return profiles.pick(SWEEP_VALUES, profile)[knob]
+# Sweeps compare many settings of one model on a part of the benchmark: its four category groups, one image per
+# prompt (150 images per group at the cpu size, intervals about +-8 points); the chosen settings then get the
+# whole set.
+SWEEP_PART = {"groups": B.CATEGORY_GROUPS, "repeats": 1}
+SPEED_PROMPTS = B.CHUNK  # prompts per timed call: the benchmark's chunk
+SPEED_CANDIDATES = 8     # candidates per prompt of the timed reranking
+ORACLE_PICK = "oracle"  # the rerank curve's upper bound: a judge that always picks a right candidate if there is one
 
 
 def pipeline(name: str, profile: str | None = None, sampling: P.Sampling | None = None,
              judge: str = JUDGE) -> P.DallePipeline:
     """The trained model ``name`` (trained first if missing) with its tokenizer and, to rerank, the CLIP ``judge``."""
-    if name not in NAMES:
-        raise KeyError(f"no DALL·E model named {name!r}; the models are: {', '.join(NAMES)}")
+    if name not in ALL:
+        raise KeyError(f"no DALL·E model named {name!r}; the models are: {', '.join(ALL)}")
     profile = profiles.check(profile) if profile else profiles.current()
     sampling = sampling or DEFAULT_SAMPLING
     device = pick_device()  # CUDA when there is one: sampling, decoding and reranking all run there
@@ -357,64 +380,141 @@ def generator(name: str, profile: str | None = None, sampling: P.Sampling | None
                        settings(name, profile, sampling, judge))
 
 
-for _name in NAMES:
+for _name in ALL:
     B.register_generator(_name, functools.partial(generator, _name))
 
 
 def benchmark(name: str, profile: str | None = None, sampling: P.Sampling | None = None, judge: str = JUDGE,
-              progress: bool = True, frechet: bool = True) -> dict:
-    """The benchmark of one variant, cached in the model's checkpoint folder under its settings."""
+              progress: bool = True, frechet: bool = True, part: dict | None = None) -> dict:
+    """The benchmark of one variant (on a ``part`` of the set if given, e.g. :data:`SWEEP_PART`), cached in
+    the model's checkpoint folder under its settings."""
     gen = generator(name, profile, sampling, judge)
     return B.benchmark(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder, gen.settings,
-                       progress, frechet)
+                       progress, frechet, **(part or {}))
 
 
 def sweep(name: str, knob: str, values: Sequence, profile: str | None = None, base: P.Sampling | None = None,
-          judge: str = JUDGE, progress: bool = True) -> list[tuple[Any, dict]]:
+          judge: str = JUDGE, progress: bool = True, part: dict | None = SWEEP_PART) -> list[tuple[Any, dict]]:
     """``(value, benchmark)`` for each value of one sampler setting (``guidance``, ``candidates``,
-    ``temperature``, ``top_k``, ``top_p``), the others as in ``base``."""
+    ``temperature``, ``top_k``, ``top_p``), the others as in ``base``, on :data:`SWEEP_PART` by default."""
     base = base or DEFAULT_SAMPLING
-    return [(value, benchmark(name, profile, base.but(**{knob: value}), judge, progress)) for value in values]
+    return [(value, benchmark(name, profile, base.but(**{knob: value}), judge, progress, part=part))
+            for value in values]
 
 
-def guidance_sweep(name: str, profile: str | None = None, values: Sequence[float] = GUIDANCE_SCALES, **kw):
-    return sweep(name, "guidance", values, profile, **kw)
+def guidance_sweep(name: str, profile: str | None = None, values: Sequence[float] | None = None, **kw):
+    return sweep(name, "guidance", values or sweep_values("guidance", profile), profile, **kw)
 
 
-def rerank_sweep(name: str, profile: str | None = None, values: Sequence[int] = CANDIDATES, judge: str = JUDGE, **kw):
+def rerank_sweep(name: str, profile: str | None = None, values: Sequence[int] | None = None, judge: str = JUDGE,
+                 **kw):
     """The benchmark for N candidates reranked by ``judge`` (``clip``, or ``clip-negatives``: the better judge)."""
-    return sweep(name, "candidates", values, profile, judge=judge, **kw)
+    return sweep(name, "candidates", values or sweep_values("candidates", profile), profile, judge=judge, **kw)
 
 
-def temperature_sweep(name: str, profile: str | None = None, values: Sequence[float] = TEMPERATURES, **kw):
-    return sweep(name, "temperature", values, profile, **kw)
+def rerank_curve(name: str, profile: str | None = None, sampling: P.Sampling | None = None,
+                 judges: Sequence[str] = ("clip", "clip-negatives"), candidates: Sequence[int] | None = None,
+                 part: dict | None = SWEEP_PART, progress: bool = True) -> dict[str, Any]:
+    """The benchmark (on ``part``) of the best of N candidates, for every N of ``candidates`` and every judge.
+
+    One draw of ``max(candidates)`` candidates per prompt serves every N and
+    every judge: its first N candidates are N independent draws, so the best of
+    them by a judge is what reranking N fresh draws would pick, and each judge
+    sees the same images (their difference is the judges', not the draws').
+    :data:`ORACLE_PICK` adds the ceiling: a right candidate whenever one of the
+    first N is right. Cached in the model's folder, keyed like the benchmark.
+    """
+    profile = profiles.check(profile) if profile else profiles.current()
+    candidates = candidates or sweep_values("candidates", profile)
+    sampling = (sampling or DEFAULT_SAMPLING).but(candidates=max(candidates))
+    judges = list(judges)
+    part = part or {}
+    _ensure_trained([TOKENIZER, name, *judges], profile)
+    key = {"version": B.VERSION, "profile": profile, "settings": settings(name, profile, sampling),
+           "judges": {j: checkpoints.weights_digest(checkpoint_folder(j, profile)) for j in judges},
+           "candidates": list(candidates), "part": {k: list(v) if isinstance(v, tuple) else v for k, v in part.items()}}
+
+    def compute() -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        pipe = pipeline(name, profile, sampling.but(candidates=1))
+        clips = {j: load_or_train(j, profile, progress=False)[0].to(pick_device()).eval() for j in judges}
+        right: dict[str, list[list]] = {}   # group -> per prompt, the verdict of each candidate
+        scores: dict[str, dict[str, list[np.ndarray]]] = {j: {} for j in judges}
+        for group, prompts, seed in tqdm(B.calls(profile, **part), desc=f"rerank {name}", unit="call",
+                                         disable=not progress, leave=False):
+            codes = P.seeded_codes(pipe.model, prompts, seed, sampling)
+            n = codes.shape[1]
+            images = P.decode_codes(pipe.vq, codes.flatten(0, 1)).reshape(len(prompts), n, 32, 32, 3)
+            flat = verdicts.score_batch([p for p in prompts for _ in range(n)], images.reshape(-1, 32, 32, 3))
+            right.setdefault(group, []).extend(flat[k * n:(k + 1) * n] for k in range(len(prompts)))
+            for j, clip in clips.items():
+                scores[j].setdefault(group, []).extend(P.clip_scores(clip, prompts, images))
+        curves: dict[str, list[dict]] = {}
+        for j in [*judges, ORACLE_PICK]:
+            curves[j] = []
+            for n in candidates:
+                judged = {}
+                for group, per_prompt in right.items():
+                    if j == ORACLE_PICK:
+                        picks = [next((k for k, v in enumerate(vs[:n]) if B.correct(v)), 0) for vs in per_prompt]
+                    else:
+                        picks = [int(np.argmax(s[:n])) for s in scores[j][group]]
+                    judged[group] = [vs[k] for vs, k in zip(per_prompt, picks)]
+                curves[j].append(B.summarise(judged))
+        return {"candidates": list(candidates), "curves": curves}
+
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("rerank", key), key, compute)
 
 
-def top_k_sweep(name: str, profile: str | None = None, values: Sequence[int | None] = TOP_KS, **kw):
-    return sweep(name, "top_k", values, profile, **kw)
+def temperature_sweep(name: str, profile: str | None = None, values: Sequence[float] | None = None, **kw):
+    return sweep(name, "temperature", values or sweep_values("temperature", profile), profile, **kw)
+
+
+def top_k_sweep(name: str, profile: str | None = None, values: Sequence[int | None] | None = None, **kw):
+    return sweep(name, "top_k", values or sweep_values("top_k", profile), profile, **kw)
+
+
+def top_p_sweep(name: str, profile: str | None = None, values: Sequence[float | None] | None = None, **kw):
+    return sweep(name, "top_p", values or sweep_values("top_p", profile), profile, **kw)
 
 
 def speed(name: str, profile: str | None = None, sampling: P.Sampling | None = None, use_cache: bool = True,
-          prompts: int = 50, seed: int = 0) -> dict[str, float]:
+          prompts: int | None = None, seed: int = 0, cached: bool = True) -> dict[str, float]:
     """Images per second of one call on ``prompts`` prompts of the benchmark (its chunk size), on this
-    machine: drawing the codes (all candidates), decoding them, reranking; and the same split in seconds."""
-    import time
+    machine: drawing the codes (all candidates), decoding them, reranking; and the same split in seconds.
 
+    A timing is measured once per weights and settings and cached in the model's folder (``cached=False``
+    measures again), so the book quotes one measurement, not a new one at every render.
+    """
     profile = profiles.check(profile) if profile else profiles.current()
     sampling = sampling or DEFAULT_SAMPLING
-    texts = B.prompt_set(profile)["pair"][:prompts]
-    pipe = pipeline(name, profile, sampling)
-    started = time.perf_counter()
-    codes = P.seeded_codes(pipe.model, texts, seed, sampling, use_cache)
-    drawn = time.perf_counter()
-    images = P.decode_codes(pipe.vq, codes.flatten(0, 1)).reshape(len(texts), sampling.candidates, 32, 32, 3)
-    decoded = time.perf_counter()
-    if sampling.candidates > 1:
-        P.rerank(pipe.clip, texts, images)
-    done = time.perf_counter()
-    return {"images_per_second": len(texts) / (done - started), "codes_seconds": drawn - started,
-            "decode_seconds": decoded - drawn, "rerank_seconds": done - decoded,
-            "sequences_per_second": codes.shape[0] * codes.shape[1] / (drawn - started)}
+    prompts = prompts or SPEED_PROMPTS
+
+    def measure() -> dict[str, float]:
+        import time
+
+        texts = B.prompt_set(profile)["pair"][:prompts]
+        pipe = pipeline(name, profile, sampling)
+        started = time.perf_counter()
+        codes = P.seeded_codes(pipe.model, texts, seed, sampling, use_cache)
+        drawn = time.perf_counter()
+        images = P.decode_codes(pipe.vq, codes.flatten(0, 1)).reshape(len(texts), sampling.candidates, 32, 32, 3)
+        decoded = time.perf_counter()
+        if sampling.candidates > 1:
+            P.rerank(pipe.clip, texts, images)
+        done = time.perf_counter()
+        return {"images_per_second": len(texts) / (done - started), "codes_seconds": drawn - started,
+                "decode_seconds": decoded - drawn, "rerank_seconds": done - decoded,
+                "sequences_per_second": codes.shape[0] * codes.shape[1] / (drawn - started),
+                "threads": torch.get_num_threads()}
+
+    if not cached:
+        return measure()
+    _ensure_trained([TOKENIZER, name] + ([JUDGE] if sampling.candidates > 1 else []), profile)
+    key = {"speed": settings(name, profile, sampling), "use_cache": use_cache, "prompts": prompts, "seed": seed,
+           "device": str(pick_device())}
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("speed", key), key, measure)
 
 
 def candidates_with_verdicts(name: str, prompts: Sequence[str], profile: str | None = None,
@@ -428,18 +528,163 @@ def candidates_with_verdicts(name: str, prompts: Sequence[str], profile: str | N
     return drawn, [flat[k * n:(k + 1) * n] for k in range(len(drawn.prompts))]
 
 
+PIXEL_CHANGE = 0.25  # a pixel "differs" between two draws when a channel moves by more than this share of its range
+
+
 def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None = None, prompts: int = 20,
               samples: int = 8, seed: int = 0) -> dict[str, float]:
-    """How different the draws for one prompt are: the mean share of the 64 codes that differ between two
-    draws of the same prompt (0: always the same image), and the share of distinct images among the draws,
-    on the first ``prompts`` prompts of the benchmark's pair group, ``samples`` draws each (no reranking)."""
+    """How different the draws for one prompt are, on the first ``prompts`` prompts of the benchmark's pair
+    group, ``samples`` draws each (no reranking): the mean share of the 64 codes, and of the pixels (a
+    channel moved by more than :data:`PIXEL_CHANGE`), that differ between two draws of the same prompt, and
+    the share of distinct images among the draws. Cached in the model's folder, keyed by the settings.
+
+    Codes overstate diversity: the tokenizer spends many near-equal codes on the background, so two draws of
+    one image can differ in most codes and in almost no pixel.
+    """
     profile = profiles.check(profile) if profile else profiles.current()
     sampling = replace(sampling or DEFAULT_SAMPLING, candidates=samples)
-    texts = B.prompt_set(profile)["pair"][:prompts]
-    pipe = pipeline(name, profile, replace(sampling, candidates=1))
-    codes = P.seeded_codes(pipe.model, texts, seed, sampling)  # (P, N, 64): N draws, not reranked
-    differ = (codes[:, :, None, :] != codes[:, None, :, :]).float().mean(-1)  # (P, N, N)
-    pairs = samples * (samples - 1)
-    distinct = np.mean([len({tuple(c.tolist()) for c in row}) / samples for row in codes])
-    return {"codes_differ": float(differ.sum() / (len(texts) * pairs)) if pairs else 0.0,
-            "distinct": float(distinct)}
+    _ensure_trained([TOKENIZER, name], profile)
+    key = {"diversity": settings(name, profile, sampling), "prompts": prompts, "seed": seed,
+           "pixel_change": PIXEL_CHANGE}
+
+    def measure() -> dict[str, float]:
+        texts = B.prompt_set(profile)["pair"][:prompts]
+        pipe = pipeline(name, profile, replace(sampling, candidates=1))
+        codes = P.seeded_codes(pipe.model, texts, seed, sampling)  # (P, N, 64): N draws, not reranked
+        images = P.decode_codes(pipe.vq, codes.flatten(0, 1)).reshape(len(texts), samples, -1, 3)
+        pairs = len(texts) * samples * (samples - 1)
+        if not pairs:
+            return {"codes_differ": 0.0, "pixels_differ": 0.0, "distinct": 1.0}
+        codes_differ = (codes[:, :, None, :] != codes[:, None, :, :]).float().mean(-1)  # (P, N, N)
+        moved = np.abs(images[:, :, None].astype(np.int16) - images[:, None].astype(np.int16)) > PIXEL_CHANGE * 255
+        pixels_differ = moved.any(-1).mean(-1)  # (P, N, N)
+        distinct = np.mean([len({tuple(c.tolist()) for c in row}) / samples for row in codes])
+        return {"codes_differ": float(codes_differ.sum() / pairs), "pixels_differ": float(pixels_differ.sum() / pairs),
+                "distinct": float(distinct)}
+
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("diversity", key), key, measure)
+
+
+# ----------------------------------------------------------------------------- what the chapter reads
+
+def manifest(name: str, profile: str | None = None) -> dict:
+    """The shipped (or trained) manifest of ``name``."""
+    return load_or_train(name, profile, progress=False)[1]
+
+
+def history(name: str, profile: str | None = None) -> list[dict]:
+    """The evaluations on val made during training (``eval.json`` of the checkpoint), in step order."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    manifest(name, profile)
+    path = checkpoint_folder(name, profile) / "eval.json"
+    return sorted(json.loads(path.read_text()), key=lambda e: e["step"]) if path.is_file() else []
+
+
+def best(results: Sequence[tuple[Any, dict]], category: str = "overall") -> Any:
+    """The setting of a sweep whose ``category`` share is highest (the first of equals: sweeps list the
+    cheaper or plainer setting first)."""
+    def share(result):
+        return result["overall"]["p"] if category == "overall" else result["categories"][category]["p"]
+    return max(results, key=lambda vr: share(vr[1]))[0]
+
+
+# Candidates per prompt of the reranked variants on the whole benchmark: at the cpu size, 4 costs a quarter of an
+# hour per model on one thread (16,800 guided draws); the rerank curve goes to 16 on a part of the set.
+FINAL_CANDIDATES = {"smoke": 2, "cpu": 4, "gpu": 8}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to sample a model, judged on the whole benchmark."""
+    model: str
+    sampling: P.Sampling
+    judge: str = JUDGE
+
+
+def rerank_points(curves: dict[str, dict], category: str = "overall") -> dict[str, dict[str, list[dict]]]:
+    """``{model: {judge: [share at each N]}}`` for one category (or ``overall``) of :func:`rerank_curve`'s curves."""
+    def share(result):
+        return result["overall"] if category == "overall" else result["categories"][category]
+    return {model: {judge: [share(r) for r in points] for judge, points in curve["curves"].items()}
+            for model, curve in curves.items()}
+
+
+def better_judge(curve: dict, candidates: int) -> str:
+    """The CLIP whose pick among ``candidates`` scores higher overall on the curve (the baseline if tied)."""
+    at = curve["candidates"].index(candidates)
+    judges = [j for j in curve["curves"] if j != ORACLE_PICK]
+    return max(judges, key=lambda j: (curve["curves"][j][at]["overall"]["p"], j == JUDGE))
+
+
+def final_variants(best_guidance: dict[str, float], curves: dict[str, dict],
+                   profile: str | None = None) -> list[Variant]:
+    """Each model as it is, at its best guidance scale, and reranked among :data:`FINAL_CANDIDATES` by the
+    better judge of its rerank curve."""
+    n = profiles.pick(FINAL_CANDIDATES, profile)
+    out = []
+    for name in NAMES:
+        guided = DEFAULT_SAMPLING.but(guidance=best_guidance[name])
+        out += [Variant(name, DEFAULT_SAMPLING), Variant(name, guided),
+                Variant(name, guided.but(candidates=n), better_judge(curves[name], n))]
+    return out
+
+
+def references(profile: str | None = None) -> dict[str, dict]:
+    """The benchmark's reference rows (world renders, nearest caption, random image)."""
+    return {name: B.benchmark_named(name, profile, progress=False) for name in ("world", "retrieval", "random")}
+
+
+def speeds(best_guidance: dict[str, float], profile: str | None = None) -> dict[str, dict[str, dict]]:
+    """Per model: images per second as it is, without the key/value cache, guided, and guided and reranked."""
+    out = {}
+    for name in NAMES:
+        guided = DEFAULT_SAMPLING.but(guidance=best_guidance[name])
+        out[name] = {"plain": speed(name, profile), "no_cache": speed(name, profile, use_cache=False),
+                     "guided": speed(name, profile, guided),
+                     "reranked": speed(name, profile, guided.but(candidates=SPEED_CANDIDATES))}
+    return out
+
+
+def tokenizer_agreement(name: str = TOKENIZER, profile: str | None = None) -> float:
+    """The share of test scenes the oracle reads back exactly from an autoencoder's reconstruction (the
+    autoencoders chapter's measurement, cached next to its weights)."""
+    from text2image.evaluate.reconstruction import measure
+
+    return measure(name, load_or_train(name, profile, progress=False)[0], profile)["oracle_agreement"]
+
+
+def seven_differences(judged: Sequence[tuple[Variant, dict]], curves: dict[str, dict],
+                      best_guidance: dict[str, float], speeds_of: dict[str, dict],
+                      profile: str | None = None) -> dict[str, Any]:
+    """What this chapter measured for each of the seven differences (the table's last column), from the
+    whole-benchmark results of :func:`final_variants` (``judged``: ``(variant, result)`` pairs)."""
+    from text2image.pipelines import real_dalle_mini
+
+    by_model: dict[str, dict] = {}
+    for variant, result in judged:  # each model's best variant
+        if variant.model not in by_model or result["overall"]["p"] > by_model[variant.model]["overall"]["p"]:
+            by_model[variant.model] = result
+    best = max(NAMES, key=lambda n: by_model[n]["overall"]["p"])
+    judge = better_judge(curves[best], max(curves[best]["candidates"]))
+    points = rerank_points({best: curves[best]})[best][judge]
+    held = [by_model[best]["heldout"][g] for g in B.HELDOUT_GROUPS]
+    published = real_dalle_mini.published_parameters("mini")
+    manifests = {name: manifest(name, profile) for name in NAMES}
+    return {
+        "codebook": ae_codebook(profile), "ceiling": tokenizer_agreement(TOKENIZER, profile),
+        "dvae": tokenizer_agreement("dvae", profile),
+        "overall": {name: by_model[name]["overall"] for name in NAMES},
+        "speed": {name: speeds_of[name]["plain"]["images_per_second"] for name in NAMES},
+        "examples": CONFIGS["dalle"][profiles.check(profile) if profile else profiles.current()].extra["examples"],
+        "heldout": intervals.share(sum(s["k"] for s in held), sum(s["n"] for s in held)).as_dict(),
+        "guidance": dict(best_guidance), "candidates": max(curves[best]["candidates"]),
+        "rerank": (points[0], points[-1]),
+        "published_mini": published["encoder"] + published["decoder"],
+        "parameters": {name: manifests[name]["parameters"] for name in NAMES},
+        "minutes": {name: round(manifests[name]["train_seconds"] / 60) for name in NAMES},
+    }
+
+
+def ae_codebook(profile: str | None = None) -> int:
+    """The size of the image tokenizer's codebook."""
+    return tokenizer_model(profile).config.num_vq_embeddings

@@ -32,8 +32,8 @@ checkpoint and gives the chapter its curves of score against training step.
 
 **Generators** ``gan``, ``gan-sn``, ``ddpm`` and ``flow-matching`` are registered
 with the shared benchmark (``python -m text2image bench generate ddpm``); the
-sweeps (sampling steps, guidance scale) run on a smaller fixed part of its
-prompt set (:func:`quick_benchmark`), cached next to each checkpoint.
+sweeps (sampling steps, guidance scale) run on the part of its set that the
+DALL·E chapter's sweeps use (:data:`SWEEP_PART`), cached next to each checkpoint.
 ``python -m text2image bench generative-throughput`` compares each recipe's
 training step with a bare PyTorch loop on the same model and batches.
 """
@@ -41,7 +41,6 @@ training step with a bare PyTorch loop on the same model and batches.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import statistics
 import tempfile
@@ -375,12 +374,14 @@ for _name in NAMES:
 
 # The generators' sampler: 20 steps (DDIM for DDPM, Euler for flow matching), guidance 3; smoke, 2 steps.
 DEFAULT_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(), "gpu": P.Sampling()}
-_STEPS = {"ddpm": (10, 25, 50, 100), "ddim": (5, 10, 20, 50), "euler": (5, 10, 20, 50)}
+_STEPS = {"ddpm": (10, 25, 50), "ddim": (5, 10, 20, 50), "euler": (5, 10, 20, 50)}
 STEP_COUNTS = {"smoke": {"ddpm": (2, 4), "ddim": (2, 4), "euler": (2, 4)}, "cpu": _STEPS, "gpu": _STEPS}
 FEW_STEPS = {"smoke": 2, "cpu": 10, "gpu": 10}  # "few steps", where every sampler of the sweep is measured
 GUIDANCE_SCALES = {"smoke": (0.0, 1.0, 3.0), "cpu": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0), "gpu": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)}
-SWEEP_PROMPTS = {"smoke": 2, "cpu": 50, "gpu": 150}  # prompts per category group of the quick benchmark, one image each
-SWEEP_VERSION = "1"
+# Sweeps compare the settings of one sampler on a part of the benchmark, the DALL·E chapter's: its four category
+# groups, one image per prompt (600 images at the cpu size); the default settings then get the whole set.
+SWEEP_PART = {"groups": B.CATEGORY_GROUPS, "repeats": 1}
+CACHE_VERSION = "1"  # of the measurements below (diversity, throughput): bump to measure them again
 
 
 def _check_name(name: str) -> str:
@@ -436,61 +437,30 @@ for _name in NAMES:
 
 
 def benchmark(name: str, profile: str | None = None, sampling: P.Sampling | None = None,
-              progress: bool = True, frechet: bool = True) -> dict:
-    """The shared benchmark of one generator (and sampler), cached in its checkpoint folder."""
+              progress: bool = True, frechet: bool = True, part: dict | None = None) -> dict:
+    """The shared benchmark of one generator (and sampler), on a ``part`` of the set if given (e.g.
+    :data:`SWEEP_PART`), cached in its checkpoint folder."""
     gen = generator(name, profile, sampling)
     return B.benchmark(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder, gen.settings,
-                       progress, frechet)
-
-
-def quick_set(profile: str | None = None) -> dict[str, list[str]]:
-    """The prompts of the sweeps: the first ``SWEEP_PROMPTS`` prompts of each category group of the benchmark."""
-    n = profiles.pick(SWEEP_PROMPTS, profile)
-    full = B.prompt_set(profile)
-    return {group: full[group][:n] for group in B.CATEGORY_GROUPS}
-
-
-def quick_benchmark(name: str, sampling: P.Sampling | None = None, profile: str | None = None) -> dict:
-    """The benchmark's categories (with their intervals) on :func:`quick_set`, one image per prompt, and the
-    sampling speed; cached next to the checkpoint under the sampler's settings."""
-    profile = profiles.check(profile) if profile else profiles.current()
-    gen = generator(name, profile, sampling)
-    key = {"version": SWEEP_VERSION, "benchmark": B.VERSION, "profile": profile, "settings": gen.settings,
-           "prompts": profiles.pick(SWEEP_PROMPTS, profile)}
-    filename = "quick-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
-
-    def compute():
-        judged, seconds, images = {}, 0.0, 0
-        for group, prompts in quick_set(profile).items():
-            for chunk, start in enumerate(range(0, len(prompts), B.CHUNK)):
-                part = prompts[start:start + B.CHUNK]
-                started = time.perf_counter()
-                out = B.check_images(gen.generate(part, B.seed_of(group, chunk, 0)), part)
-                seconds += time.perf_counter() - started
-                images += len(part)
-                judged.setdefault(group, []).extend(verdicts.score_batch(part, out))
-        result = B.summarise(judged)
-        result["images_per_second"] = images / max(seconds, 1e-9)
-        return result
-
-    return checkpoints.cached_result(gen.cache_folder, filename, key, compute)
+                       progress, frechet, **(part or {}))
 
 
 def steps_sweep(name: str, sampler: str | None = None, values: Sequence[int] | None = None,
                 profile: str | None = None) -> list[tuple[int, dict]]:
-    """``(steps, quick benchmark)`` for each number of sampling steps (the profile's list for the sampler),
+    """``(steps, benchmark of SWEEP_PART)`` for each number of sampling steps (the profile's list for the sampler),
     guidance as in the default."""
     base = sampling_of(name, None, profile)
     base = base.but(sampler=sampler) if sampler else base
     values = values or profiles.pick(STEP_COUNTS, profile)[base.sampler]
-    return [(n, quick_benchmark(name, base.but(steps=n), profile)) for n in values]
+    return [(n, benchmark(name, profile, base.but(steps=n), progress=False, part=SWEEP_PART)) for n in values]
 
 
 def guidance_sweep(name: str, values: Sequence[float] | None = None,
                    profile: str | None = None) -> list[tuple[float, dict]]:
-    """``(scale, quick benchmark)`` for each guidance scale (the profile's list), default sampler and steps."""
+    """``(scale, benchmark of SWEEP_PART)`` for each guidance scale (the profile's list), default sampler and steps."""
     values = values or profiles.pick(GUIDANCE_SCALES, profile)
-    return [(s, quick_benchmark(name, sampling_of(name, None, profile).but(guidance=s), profile)) for s in values]
+    base = sampling_of(name, None, profile)
+    return [(s, benchmark(name, profile, base.but(guidance=s), progress=False, part=SWEEP_PART)) for s in values]
 
 
 # ----------------------------------------------------------------------------- diversity and mode collapse
@@ -507,7 +477,7 @@ def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None
     profile = profiles.check(profile) if profile else profiles.current()
     gen = generator(name, profile, sampling)
     texts = B.prompt_set(profile)["pair"][:prompts]
-    key = {"version": SWEEP_VERSION, "settings": gen.settings, "prompts": texts, "samples": samples, "seed": seed}
+    key = {"version": CACHE_VERSION, "settings": gen.settings, "prompts": texts, "samples": samples, "seed": seed}
 
     def compute():
         images = draws(gen.generate, texts, samples, seed)
@@ -523,8 +493,7 @@ def diversity(name: str, profile: str | None = None, sampling: P.Sampling | None
         return {"relative": float(ratio.mean()), "lo": float(np.percentile(boot, 2.5)),
                 "hi": float(np.percentile(boot, 97.5)), "collapsed": intervals.share(collapsed, len(texts)).as_dict()}
 
-    filename = "diversity-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12] + ".json"
-    return checkpoints.cached_result(gen.cache_folder, filename, key, compute)
+    return checkpoints.cached_result(gen.cache_folder, checkpoints.result_name("diversity", key), key, compute)
 
 
 def samples_of(name: str, prompts: Sequence[str], n: int, profile: str | None = None,
@@ -641,12 +610,12 @@ def throughput_cached(name: str, profile: str | None = None, steps: int | None =
     profile = profiles.check(profile) if profile else profiles.current()
     default_steps, default_warmup = profiles.pick(THROUGHPUT_STEPS, profile)
     steps, warmup = steps or default_steps, warmup or default_warmup
-    key = {"version": SWEEP_VERSION, "profile": profile, "threads": torch.get_num_threads(), "steps": steps,
+    key = {"version": CACHE_VERSION, "profile": profile, "threads": torch.get_num_threads(), "steps": steps,
            "warmup": warmup, "config": recipes_json(name, profile)}
     folder = checkpoint_folder(name, profile)
     if not (folder / checkpoints.MANIFEST).is_file():
         load_or_train(name, profile)
-    return checkpoints.cached_result(folder, f"throughput-{torch.get_num_threads()}.json", key,
+    return checkpoints.cached_result(folder, checkpoints.result_name("throughput", key), key,
                                      lambda: throughput(name, profile, steps, warmup))
 
 

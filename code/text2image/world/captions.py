@@ -64,6 +64,12 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+def vocabulary_text(words=None) -> str:
+    """The vocabulary as an error message lists it: every token quoted, so that the comma and the
+    one-letter words stay readable (``',', 'a', 'above', ...`` rather than ``, a above ...``)."""
+    return ", ".join(map(repr, vocabulary() if words is None else words))
+
+
 @dataclass(frozen=True)
 class Spec:
     """One object a prompt asks for; ``colour`` or ``size`` is ``None`` when the prompt leaves it free."""
@@ -276,7 +282,7 @@ def parse(text: str) -> Caption:
     unknown = unknown_words(words)
     if unknown:
         raise WorldError(f"unknown word(s) {', '.join(map(repr, unknown))}; "
-                         f"the vocabulary is: {' '.join(vocabulary())}")
+                         f"the vocabulary is: {vocabulary_text()}")
     k = 0
     for prefix in (("a", "picture", "of"), ("there", "is"), ("there", "are"), ("exactly",)):
         if tuple(words[:len(prefix)]) == prefix:
