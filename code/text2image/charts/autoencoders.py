@@ -86,7 +86,7 @@ def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor,
 
 def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor):
     """Code frequencies sorted from most to least used, one curve per model (log scale)."""
-    fig, ax = subplots(figsize=(6.8, 5.0))
+    fig, ax = subplots(figsize=(WIDTH, 5.0))
     for name, model in models.items():
         grid = ae.codes(model, images)
         size = ae.codebook_size(model)

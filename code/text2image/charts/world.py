@@ -213,7 +213,7 @@ def breaking_chart(sweep: Mapping[str, Sequence[tuple[float, int, int]]], level:
     dotted, the moderate strength of the oracle table; dashed, the ``level`` below which it counts as broken."""
     from text2image.evaluate.intervals import wilson
 
-    fig, axes = subplots(2, 3, figsize=(6.8, 4.6), sharey=True)
+    fig, axes = subplots(2, 3, figsize=(WIDTH, 4.6), sharey=True)
     for ax, (name, points) in zip(axes.flat, sweep.items()):
         parameter = degrade.SWEEP[name][0]
         x = [v for v, _, _ in points]
