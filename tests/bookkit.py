@@ -24,6 +24,7 @@ execute:
 format:
   html:
     fig-dpi: 110
+    lightbox: true
     include-after-body: book/_language-link.html
 jupyter: python3
 """

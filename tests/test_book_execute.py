@@ -179,6 +179,8 @@ def test_preview_numbers_captions_and_links(rendered):
     assert '<span class="header-section-number">1.1</span>' in en
     assert 'href="../fr/line.html"' in en and 'href="../en/line.html"' in fr
     assert 'src="figures/fig-line.png"' in en and (rendered / "build/smoke/preview/en/figures/fig-line.png").is_file()
+    # lightbox: true in _quarto.yml: a click on a figure opens the full-size image, in Quarto and in the preview
+    assert '<a href="figures/fig-line.png" class="t2i-lightbox"><img src="figures/fig-line.png"' in en
     assert "<table>" in en  # a Markdown output becomes a real table
 
 

@@ -616,10 +616,17 @@ def test_kernel_threads_come_from_one_variable_and_are_pinned(tmp_path):
     assert freeze.chapter_key("t", "cpu", "fr", "i", 1) != freeze.chapter_key("t", "cpu", "fr", "i", 2)
 
 
-def test_the_figures_waiting_for_the_readability_rule_only_ever_shrink():
-    from text2image.book import pending
+def test_a_click_on_a_figure_opens_it_at_full_size():
+    from text2image.book import preview, project
 
-    assert len(pending.SMALL_TEXT) <= pending.MEASURED_WHEN_THE_RULE_CAME_IN
-    labels = {(p.stem, line.split(":", 1)[1].strip()) for p in (REPO / "book" / "en").glob("*.qmd")
-              for line in p.read_text().splitlines() if line.startswith("#| label: fig-")}
-    assert pending.SMALL_TEXT <= labels  # a removed or renamed figure leaves the list
+    assert preview.lightbox(project.load(REPO).config)  # Quarto's lightbox, which the preview mirrors
+    assert not preview.lightbox({"format": {"html": {"fig-dpi": 110}}})
+    assert preview.lightbox({"lightbox": True, "format": {"html": {}}})
+
+
+def test_no_figure_is_exempt_from_the_readability_rule():
+    """The 20 figures drawn before the 9 pt rule waited in ``book/pending.py``, a list that could only
+    shrink; all are laid out for the column now, so the list and its exemption are gone for good."""
+    import importlib.util
+
+    assert importlib.util.find_spec("text2image.book.pending") is None

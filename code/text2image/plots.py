@@ -41,6 +41,9 @@ COLUMN_PX = 752  # the text column of the book's pages (Quarto's cosmo book layo
 MIN_TEXT_PT = 9.0  # the smallest text a figure may show, in points, once scaled to the column
 BOOK_DPI = STYLE["figure.dpi"]  # the book's fig-dpi (_quarto.yml), at which points are counted on the page
 COLUMN_IN = COLUMN_PX / BOOK_DPI  # a figure up to this wide (at the book's dpi) is shown at its size
+WIDTH = 6.8  # inches: what the charts draw a full-column figure at, 4 px inside COLUMN_IN. The saved PNG is
+# its tight bounding box (margins trimmed, 0.1 in padded), so a chart whose artists reach its very edges
+# keeps 0.1 in of margin itself (token_grids)
 
 
 def text_on_page(points: float, dpi: float, width_px: float | None, book_dpi: float = BOOK_DPI) -> float:
@@ -89,6 +92,15 @@ def subplots(*args, **kwargs):
     """``plt.subplots`` with the book's style and localised axes."""
     fig, axes = plt.subplots(*args, **kwargs)
     for ax in getattr(axes, "flat", [axes]):
+        localise(ax)
+    return fig, axes
+
+
+def mosaic(layout, **kwargs):
+    """``plt.subplot_mosaic`` with the book's style and localised axes: panels of unequal widths laid out in rows,
+    so that a figure too wide for the column can wrap onto a second row."""
+    fig, axes = plt.subplot_mosaic(layout, **kwargs)
+    for ax in axes.values():
         localise(ax)
     return fig, axes
 

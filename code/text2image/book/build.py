@@ -72,8 +72,12 @@ def preview_dir(root: Path, profile: str) -> Path:
     return root / "build" / "smoke" / "preview" if profile == "smoke" else root / "_book" / "preview"
 
 
+_SAY = threading.Lock()  # kernels run in threads; print writes a line and its newline in two calls
+
+
 def _say(out: TextIO, text: str) -> None:
-    print(text, file=out, flush=True)
+    with _SAY:
+        print(text, file=out, flush=True)
 
 
 def _select(names: list[str], wanted: Iterable[str] | None) -> list[str]:

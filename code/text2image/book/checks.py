@@ -467,12 +467,8 @@ def check_figure_text(doc: Document, nb, root: Path, book_dpi: float) -> None:
     """
     from text2image import plots
 
-    from text2image.book.pending import SMALL_TEXT
-
     problems = []
     for item in figure_text(doc, nb, book_dpi):
-        if (doc.path.stem, item["label"]) in SMALL_TEXT:
-            continue  # drawn before the rule; listed in book/pending.py until its chart is laid out again
         if item["on_page"] + 1e-6 < plots.MIN_TEXT_PT:
             shrunk = f", {item['width_px']} px wide in a {plots.COLUMN_PX} px column" \
                 if item["width_px"] and item["width_px"] > plots.COLUMN_PX else ""

@@ -91,11 +91,13 @@ def _text(data) -> str:
 class ChapterRenderer:
     """Turns one executed chapter into Pandoc Markdown, writing its images beside the page."""
 
-    def __init__(self, doc: Document, nb, outline: crossref.Outline, out_dir: Path, executed: bool):
+    def __init__(self, doc: Document, nb, outline: crossref.Outline, out_dir: Path, executed: bool,
+                 lightbox: bool = False):
         self.doc, self.nb, self.outline, self.out_dir = doc, nb, outline, out_dir
         self.name = doc.path.stem
         self.lang = outline.lang
         self.executed = executed
+        self.lightbox = lightbox  # a figure is a link to its full-size PNG, as Quarto's lightbox: true opens it
         self.images: dict[str, bytes] = {}
 
     # ---- links and numbers -------------------------------------------------------------------
@@ -262,7 +264,10 @@ class ChapterRenderer:
                 name = f"img/{self.name}-{digest}.{ext}"
             src = self._image(base64.b64decode(value), name)
             alt = alt if isinstance(alt, str) and label.startswith("fig-") else ""
-            return _raw(f'<img src="{src}" class="cell-output-image" alt="{html.escape(alt)}">')
+            image = f'<img src="{src}" class="cell-output-image" alt="{html.escape(alt)}">'
+            if self.lightbox and label.startswith("fig-"):
+                image = f'<a href="{src}" class="t2i-lightbox">{image}</a>'
+            return _raw(image)
         if mime == "text/html":
             return _raw(f'<div class="cell-output-display">\n{value}\n</div>')
         if mime == "image/svg+xml":
@@ -404,6 +409,14 @@ def _page(lang: str, book_title: str, outline: crossref.Outline, name: str, body
 """
 
 
+def lightbox(config: dict) -> bool:
+    """Whether ``_quarto.yml`` turns Quarto's lightbox on (``format.html.lightbox``, or at the top level):
+    a click on a figure then opens it at full size, and the preview mirrors it with a plain link."""
+    html = ((config.get("format") or {}).get("html") or {})
+    value = html.get("lightbox", config.get("lightbox")) if isinstance(html, dict) else config.get("lightbox")
+    return bool(value)
+
+
 LANGUAGE_LINK_SCRIPT = "book/_language-link.html"  # the include that retargets the link on Quarto's pages
 
 
@@ -469,9 +482,10 @@ def _write_pages(lang: str, docs: list[Document], notebooks: list, executed: lis
     other_label, other_page = language_link(config, lang, root)
     cites = citations(lang, docs, config, bibliography)
     shutil.copyfile(CSS, out_dir / "style.css")
+    zoom = lightbox(config)
     for doc, nb, ran in zip(docs, notebooks, executed):
         name = doc.path.stem
-        renderer = ChapterRenderer(doc, nb, outline, out_dir, ran)
+        renderer = ChapterRenderer(doc, nb, outline, out_dir, ran, zoom)
         markdown = renderer.render()
         if cites:
             body = cites.fix_links(name, _pandoc(cites.front(name) + markdown, doc.path, cites.args(name), True))

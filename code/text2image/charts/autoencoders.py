@@ -16,7 +16,7 @@ from text2image import lang
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate.reconstruction import ERRORS
 from text2image.models import autoencoders as ae
-from text2image.plots import show_image, subplots
+from text2image.plots import MIN_TEXT_PT, WIDTH, show_image, subplots, wrap
 from text2image.recipes import autoencoders as R
 from text2image.world.scene import COLOURS, SHAPES, place
 from text2image.world.tensors import RESOLUTION, to_tensor, to_uint8
@@ -47,6 +47,30 @@ def model_name(name: str) -> str:
 
 # ----------------------------------------------------------------------------- reconstructions
 
+LABEL_IN = 1.15  # inches left of the image rows for their labels (a model's name, wrapped, and a number)
+
+
+def image_rows(rows: Sequence[tuple[str, np.ndarray]], columns: int, titles: Sequence[str] | None = None):
+    """Rows of images in the column's width, each labelled on its left; ``titles`` over the first row.
+
+    The labels get a fixed margin (``LABEL_IN``) rather than a share of the
+    figure, so that the tight bounding box never widens the figure past the column.
+    """
+    side = (WIDTH - LABEL_IN) / columns
+    top = 0.3 if titles else 0.05
+    height = side * len(rows) + top
+    fig, axes = subplots(len(rows), columns, figsize=(WIDTH, height), squeeze=False)
+    for r, (label, batch) in enumerate(rows):
+        for c in range(columns):
+            show_image(axes[r][c], batch[c])
+            if titles and r == 0:
+                axes[r][c].set_title(titles[c], fontsize=MIN_TEXT_PT, pad=3)
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10, labelpad=6)
+    fig.subplots_adjust(left=LABEL_IN / WIDTH, right=0.995, top=1 - top / height, bottom=0.005,
+                        wspace=0.06, hspace=0.06)
+    return fig
+
+
 def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor, n: int = 8):
     """One row per model under the originals; the row label says the model and its PSNR on these images."""
     images = images[:n]
@@ -54,21 +78,15 @@ def reconstructions(models: Mapping[str, torch.nn.Module], images: torch.Tensor,
     for name, model in models.items():
         rec = ae.reconstruct(model, images)
         db = float(ae.psnr(images, rec).mean())
-        rows.append((f"{model_name(name)}\n{lang.number(db, 1)} dB", to_uint8(rec)))
-    fig, axes = subplots(len(rows), n, figsize=(1.15 * n + 1.3, 1.15 * len(rows)), squeeze=False)
-    for r, (label, batch) in enumerate(rows):
-        for c in range(n):
-            show_image(axes[r][c], batch[c])
-        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
-    fig.subplots_adjust(left=0.14, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.08)
-    return fig
+        rows.append((f"{wrap(model_name(name), 12)}\n{lang.number(db, 1)} dB", to_uint8(rec)))
+    return image_rows(rows, n)
 
 
 # ----------------------------------------------------------------------------- codebooks
 
 def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor):
     """Code frequencies sorted from most to least used, one curve per model (log scale)."""
-    fig, ax = subplots(figsize=(6.8, 5.0))
+    fig, ax = subplots(figsize=(WIDTH, 5.0))
     for name, model in models.items():
         grid = ae.codes(model, images)
         size = ae.codebook_size(model)
@@ -89,25 +107,34 @@ def code_frequencies(models: Mapping[str, torch.nn.Module], images: torch.Tensor
     return fig
 
 
-def token_grids(model: torch.nn.Module, images: torch.Tensor, n: int = 4):
-    """Images and their 8x8 grids of token ids (the DALL·E chapter's input), ids written in each cell."""
+def token_grids(model: torch.nn.Module, images: torch.Tensor, n: int = 4, per_row: int = 2):
+    """Images beside their 8x8 grids of token ids (the DALL·E chapter's input), ids written in each cell.
+
+    ``per_row`` pairs to a row, the grid wider than its image: three-digit ids
+    of 9 pt need cells of about 0.3 inch, a grid of 2.4 inches of the column.
+    """
+    import matplotlib.pyplot as plt
+
     images = images[:n]
     grid = ae.codes(model, images).numpy()
-    fig, axes = subplots(2, n, figsize=(2.3 * n, 4.8), squeeze=False)
+    rows = -(-n // per_row)
+    fig = plt.figure(figsize=(WIDTH, 2.55 * rows + 0.25))
+    outer = fig.add_gridspec(rows, per_row, left=0.015, right=0.985, bottom=0.0,  # + the 0.1 in pad of a tight box
+                             top=1 - 0.25 / (2.55 * rows + 0.25),
+                             wspace=0.06, hspace=0.1)
     pictures = to_uint8(images)
-    for c in range(n):
-        show_image(axes[0][c], pictures[c])
-        ax = axes[1][c]
-        ax.imshow(grid[c] % 20, cmap="tab20", interpolation="nearest", vmin=0, vmax=19, alpha=0.55)
+    for k in range(n):
+        inner = outer[k // per_row, k % per_row].subgridspec(1, 2, width_ratios=[0.85, 2.45], wspace=0.05)
+        picture_ax, ax = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+        show_image(picture_ax, pictures[k])
+        show_image(ax, grid[k] % 20)
+        ax.images[0].set(cmap="tab20", clim=(0, 19), alpha=0.55)
         for i in range(grid.shape[1]):
             for j in range(grid.shape[2]):
-                ax.text(j, i, str(grid[c, i, j]), ha="center", va="center", fontsize=6.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-    axes[0][0].set_ylabel(lang.tr("image", "image"))
-    axes[1][0].set_ylabel(lang.tr("jetons", "tokens"))
-    fig.tight_layout()
+                ax.text(j, i, str(grid[k, i, j]), ha="center", va="center", fontsize=MIN_TEXT_PT)
+        if k < per_row:
+            picture_ax.set_title(lang.tr("image", "image"), fontsize=10)
+            ax.set_title(lang.tr("jetons", "tokens"), fontsize=10)
     return fig
 
 
@@ -119,10 +146,11 @@ def rate_distortion(results: Sequence[dict], references: Mapping[str, float] | N
     bits = [r["bits_per_image"] for r in results]
     db = [r["psnr"] for r in results]
     ax.plot(bits, db, "o-", color=MODEL_COLOURS["vqvae"], linewidth=2, markersize=7)
-    for r in results:
+    for r in results:  # under each point, as the caption says; the references are named at the right end
         ax.annotate(f"K = {r['codebook_size']}\n{lang.percent(r['codebook_usage'], 0)}",
-                    (r["bits_per_image"], r["psnr"]), textcoords="offset points", xytext=(0, 9),
-                    ha="center", fontsize=8.5)
+                    (r["bits_per_image"], r["psnr"]), textcoords="offset points", xytext=(0, -9),
+                    ha="center", va="top", fontsize=MIN_TEXT_PT, zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # over a reference line
     merged: list[tuple[list[str], float]] = []  # references closer than 1 dB share one line
     for label, value in sorted((references or {}).items(), key=lambda item: item[1]):
         if merged and abs(merged[-1][1] - value) < 1.0:
@@ -132,7 +160,7 @@ def rate_distortion(results: Sequence[dict], references: Mapping[str, float] | N
     for labels, value in merged:
         ax.axhline(value, color="grey", linestyle="--", linewidth=1)
         text = " / ".join(labels) + lang.tr(" (photographies)", " (photographs)")
-        ax.text(min(bits), value, f" {text}", va="bottom", ha="left", color="grey", fontsize=8.5)
+        ax.text(max(bits), value, f"{text} ", va="bottom", ha="right", color="grey", fontsize=MIN_TEXT_PT)
     ax.set_xscale("log", base=2)
     ax.set_xticks(bits)
     ax.set_xticklabels([lang.integer(b) for b in bits])
@@ -168,16 +196,8 @@ def interpolation(models: Mapping[str, torch.nn.Module], steps: int = 8):
         z = ae.encode(model, x)
         path = (1 - t)[:, None, None, None] * z[0] + t[:, None, None, None] * z[1]
         rows.append((model_name(name), ae.decode(model, path)))
-    fig, axes = subplots(len(rows), steps, figsize=(1.15 * steps + 1.3, 1.2 * len(rows)), squeeze=False)
-    for r, (label, batch) in enumerate(rows):
-        pictures = to_uint8(batch)
-        for c in range(steps):
-            show_image(axes[r][c], pictures[c])
-            if r == 0:
-                axes[r][c].set_title(f"t = {lang.number(float(t[c]), 2)}", fontsize=8.5)
-        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
-    fig.subplots_adjust(left=0.14, right=0.99, top=0.93, bottom=0.01, wspace=0.05, hspace=0.08)
-    return fig
+    rows = [(wrap(label, 12), to_uint8(batch)) for label, batch in rows]
+    return image_rows(rows, steps, [f"t = {lang.number(float(v), 2)}" for v in t])
 
 
 # ----------------------------------------------------------------------------- latent map
@@ -224,7 +244,7 @@ def latent_points(model: torch.nn.Module, scenes: Sequence, images: torch.Tensor
 def latent_map(points):
     """The latent cells of :func:`latent_points` in the plane of their two principal axes, by colour and by shape."""
     xy, shapes, colours, _ = points
-    fig, axes = subplots(1, 2, figsize=(10.0, 4.8), sharex=True, sharey=True)
+    fig, axes = subplots(1, 2, figsize=(WIDTH, 4.9), sharex=True, sharey=True)
     back = np.array([s == "background" for s in shapes])
     for ax in axes:
         ax.scatter(xy[back, 0], xy[back, 1], s=8, c="#bbbbbb", label=lang.tr("fond", "background"),
@@ -239,11 +259,13 @@ def latent_map(points):
         pick = np.array([s == shape for s in shapes])
         axes[1].scatter(xy[pick, 0], xy[pick, 1], s=12, c=SHAPE_COLOURS[shape], marker=SHAPE_MARKERS[shape],
                         label=shape_name(shape), edgecolors="none", alpha=0.7)
-    axes[0].set_title(lang.tr("couleur de l'objet sous la case", "colour of the object under the cell"))
-    axes[1].set_title(lang.tr("forme de l'objet sous la case", "shape of the object under the cell"))
+    axes[0].set_title(wrap(lang.tr("couleur de l'objet sous la case", "colour of the object under the cell"), 20),
+                      fontsize=11)
+    axes[1].set_title(wrap(lang.tr("forme de l'objet sous la case", "shape of the object under the cell"), 20),
+                      fontsize=11)
     for ax in axes:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False, fontsize=8.5,
-                  markerscale=2)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, frameon=False, fontsize=MIN_TEXT_PT,
+                  markerscale=2, columnspacing=1.0, handletextpad=0.3)
     fig.tight_layout()
     return fig
 
@@ -251,8 +273,13 @@ def latent_map(points):
 # ----------------------------------------------------------------------------- training curves
 
 def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dict]]):
-    """Training reconstruction error per step (logged), then test PSNR and oracle agreement at each evaluation."""
-    fig, axes = subplots(1, 3, figsize=(12.0, 3.9))
+    """Training reconstruction error per step (logged), then test PSNR and oracle agreement at each evaluation.
+
+    Two rows of two in the column: the three panels in reading order, the
+    legend in the fourth place.
+    """
+    fig, grid = subplots(2, 2, figsize=(WIDTH, 6.0))
+    axes, key_ax = grid.flat[:3], grid.flat[3]
     for name, rows in logs.items():
         key = "mse" if "mse" in rows[0] else "loss"
         if name == "vqgan":
@@ -272,8 +299,9 @@ def training_curves(logs: Mapping[str, list[dict]], evals: Mapping[str, list[dic
     for ax in axes:
         ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    key_ax.axis("off")
+    key_ax.legend(handles, labels, loc="center", frameon=False, fontsize=10)
+    fig.tight_layout()
     return fig
 
 
@@ -284,7 +312,7 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
     ``evals`` holds the evaluations of the bases of :data:`R.LONG` and of their ``-long`` runs;
     ``first_steps`` the step at which each continuation started. A check without any error has no point.
     """
-    fig, axes = subplots(1, 2, figsize=(10.0, 3.9))
+    fig, axes = subplots(1, 2, figsize=(WIDTH, 4.4))
     for long, base in R.LONG.items():
         for name, offset, style in ((base, 0, "o-"), (long, first_steps[long], "s--")):
             rows = evals[name]
@@ -297,13 +325,15 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
             ax.axvline(first_steps[long], color="0.8", linewidth=1.0, zorder=0)
     axes[0].set_yscale("log")
     axes[0].axhline(100 * (1 - TARGETS["oracle"]), color="0.4", linestyle=":", linewidth=1.2)
-    axes[0].set_ylabel(lang.tr("scènes mal relues par l'oracle (%)", "scenes the oracle misreads (%)"))
-    axes[1].set_ylabel("PSNR (dB)")
+    axes[0].set_ylabel(lang.tr("scènes mal relues par l'oracle (%)", "scenes the oracle misreads (%)"),
+                       fontsize=10)
+    axes[1].set_ylabel("PSNR (dB)", fontsize=10)
     for ax in axes:
-        ax.set_xlabel(lang.tr("pas d'entraînement", "training step"))
+        ax.set_xlabel(lang.tr("pas d'entraînement", "training step"), fontsize=10)
+        ax.tick_params(labelsize=MIN_TEXT_PT)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=MIN_TEXT_PT)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
 

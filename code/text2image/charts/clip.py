@@ -24,7 +24,7 @@ from text2image import lang, pretrained, recipes
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate import clip as clip_eval
 from text2image.evaluate import intervals
-from text2image.plots import show_image, subplots, wrap
+from text2image.plots import MIN_TEXT_PT, WIDTH, show_image, subplots, wrap
 from text2image.tables import interval, markdown_table
 from text2image.train import read_log
 from text2image.world.scene import SHAPES
@@ -126,8 +126,7 @@ def _profile() -> str:
 
 
 PROBE_STYLES = {"relation": "-", "attribute": "--"}
-WIDTH = 6.8  # inches: the book's column at the figures' 110 dpi, where text of 9 pt stays 9 pt
-SMALL = 9  # the smallest font size of the chapter's figures
+SMALL = MIN_TEXT_PT  # the smallest font size of the chapter's figures, drawn WIDTH wide (plots.py's rule)
 
 
 def _grid(n: int, columns: int = 2):

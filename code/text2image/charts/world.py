@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from text2image import lang
-from text2image.plots import show_image, subplots, wrap
+from text2image.plots import MIN_TEXT_PT, WIDTH, mosaic, show_image, subplots, wrap
 from text2image.tables import markdown_table
 from text2image.world import captions as C
 from text2image.world import degrade, oracle, splits
@@ -29,6 +29,9 @@ DEGRADATION_NAMES = {"clean": ("image propre", "clean image"), "noise": ("bruit 
                      "blur": ("flou", "blur"), "colour_drift": ("dérive des couleurs", "colour drift"),
                      "specks": ("taches parasites", "stray specks"), "jpeg": ("JPEG", "JPEG")}
 MASK_COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3")
+FEMININE = {"cross"}  # the shapes whose French noun is feminine: « une croix »
+COLOUR_FR_FEMININE = {"green": "verte", "blue": "bleue"}  # the other colour names are invariable
+SIZE_FR = {"small": ("petit", "petite"), "large": ("grand", "grande")}
 
 
 def shape_name(shape: str) -> str:
@@ -37,6 +40,13 @@ def shape_name(shape: str) -> str:
 
 def colour_name(colour: str) -> str:
     return lang.tr(COLOUR_FR[colour], colour)
+
+
+def object_name(shape: str, colour: str, size: str) -> str:
+    """One object in words, ordered and agreed as each language wants: « grande croix bleue », "large blue cross"."""
+    feminine = shape in FEMININE
+    colour_fr = COLOUR_FR_FEMININE.get(colour, COLOUR_FR[colour]) if feminine else COLOUR_FR[colour]
+    return lang.tr(f"{SIZE_FR[size][feminine]} {SHAPE_FR[shape]} {colour_fr}", f"{size} {colour} {shape}")
 
 
 
@@ -54,13 +64,16 @@ def sample_examples(per_kind: int = 3, split: str = "train") -> list[splits.Exam
 
 
 def gallery(examples: Sequence[splits.Example], resolution: int = 32, columns: int = 4):
-    """Scenes with their captions, pixel for pixel."""
+    """Scenes with their captions, pixel for pixel, in the column's width (captions wrapped to fit it at 9 pt)."""
     images, _ = render([e.scene for e in examples], resolution)
     rows = int(np.ceil(len(examples) / columns))
-    fig, axes = subplots(rows, columns, figsize=(2.3 * columns, 2.75 * rows))
-    for ax, e, image in zip(np.ravel(axes), examples, images):
+    titles = [wrap(e.caption.text, 21) for e in examples]
+    lines = [max([t.count("\n") + 1 for t in titles[r * columns:(r + 1) * columns]]) for r in range(rows)]
+    fig, axes = subplots(rows, columns, figsize=(WIDTH, sum(1.75 + 0.16 * n for n in lines)),
+                         gridspec_kw={"height_ratios": [1.75 + 0.16 * n for n in lines]}, squeeze=False)
+    for ax, title, image in zip(np.ravel(axes), titles, images):
         show_image(ax, image)
-        ax.set_title(wrap(e.caption.text, 26), fontsize=8.5, loc="left")
+        ax.set_title(title, fontsize=MIN_TEXT_PT, loc="left")
     for ax in np.ravel(axes)[len(examples):]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -72,7 +85,7 @@ def resolutions(example: splits.Example):
     small, masks = render([example.scene], 32)
     large, _ = render([example.scene], 64)
     n = len(example.scene)
-    fig, axes = subplots(1, 3, figsize=(9, 3.3))
+    fig, axes = subplots(1, 3, figsize=(WIDTH, 2.9))
     show_image(axes[0], small[0])
     axes[0].set_title("32 × 32 px")
     show_image(axes[1], large[0])
@@ -83,7 +96,7 @@ def resolutions(example: splits.Example):
         overlay[masks[0, k]] = rgb
     show_image(axes[2], overlay)
     axes[2].set_title(lang.tr(f"{n} masques exacts", f"{n} exact masks"))
-    fig.suptitle(wrap(example.caption.text, 80), fontsize=10)
+    fig.suptitle(wrap(example.caption.text, 70), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -119,8 +132,14 @@ def pair_counts(examples: Sequence[splits.Example]) -> np.ndarray:
 
 
 def split_statistics(train: Sequence[splits.Example], heldout: Sequence[splits.Example]):
-    """Kinds of prompts and objects per scene in the training set, and colour-shape pairs (train vs held out)."""
-    fig, axes = subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.35]})
+    """Kinds of prompts and objects per scene in the training set, and colour-shape pairs (train vs held out).
+
+    Two bar charts side by side, the colour-by-shape grid under them across the
+    column: in one row, the grid's counts would be too small to read.
+    """
+    fig, named = mosaic([["kinds", "sizes"], ["pairs", "pairs"]], figsize=(WIDTH, 7.0),
+                        gridspec_kw={"height_ratios": [1, 1.45]})
+    axes = [named["kinds"], named["sizes"], named["pairs"]]
     kinds = Counter(e.prompt.kind for e in train)
     axes[0].bar(range(len(C.KINDS)), [kinds[k] / len(train) for k in C.KINDS], color="#4c72b0")
     axes[0].set_xticks(range(len(C.KINDS)), [lang.tr(*KIND_NAMES[k]) for k in C.KINDS],
@@ -145,7 +164,7 @@ def split_statistics(train: Sequence[splits.Example], heldout: Sequence[splits.E
                 text = lang.tr("réservé", "held out")
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
                                        edgecolor="#d62728", linewidth=2))
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+            ax.text(j, i, text, ha="center", va="center", fontsize=10,
                     color="white" if counts[i, j] > counts.max() / 2 else "black")
     ax.set_xticks(range(len(SHAPES)), [shape_name(s) for s in SHAPES])
     ax.set_yticks(range(len(COLOUR_NAMES)), [colour_name(c) for c in COLOUR_NAMES])
@@ -158,17 +177,21 @@ def degradations(example: splits.Example, resolution: int = 32, seed: int = 0):
     """One scene under each moderate degradation, with what the oracle reads in each."""
     images, _ = render([example.scene], resolution)
     names = ["clean", *degrade.DEGRADATIONS]
-    fig, axes = subplots(1, len(names), figsize=(2.2 * len(names), 3.4))
-    for ax, name in zip(axes, names):
+    columns = 3  # two rows of three: six in a row would shrink the verdicts under 9 pt in the column
+    rows = -(-len(names) // columns)
+    fig, axes = subplots(rows, columns, figsize=(WIDTH, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         image = images[0] if name == "clean" else degrade.degrade(images[0], name, np.random.default_rng(seed))
         found = oracle.parse(image)
         show_image(ax, image)
         ok = _same(example.scene, found)
-        ax.set_title(lang.tr(*DEGRADATION_NAMES[name]), fontsize=10)
+        ax.set_title(lang.tr(*DEGRADATION_NAMES[name]), fontsize=11)
         mark = "✓" if ok else "✗"
         ax.set_xlabel(lang.tr(f"{mark} {len(found)} objet{'s' * (len(found) > 1)} lu{'s' * (len(found) > 1)}",
                               f"{mark} {len(found)} object{'s' * (len(found) != 1)} read"),
-                      fontsize=9, color="#2ca02c" if ok else "#d62728")
+                      fontsize=10, color="#2ca02c" if ok else "#d62728")
     fig.tight_layout()
     return fig
 
@@ -190,7 +213,7 @@ def breaking_chart(sweep: Mapping[str, Sequence[tuple[float, int, int]]], level:
     dotted, the moderate strength of the oracle table; dashed, the ``level`` below which it counts as broken."""
     from text2image.evaluate.intervals import wilson
 
-    fig, axes = subplots(2, 3, figsize=(6.8, 4.6), sharey=True)
+    fig, axes = subplots(2, 3, figsize=(WIDTH, 4.6), sharey=True)
     for ax, (name, points) in zip(axes.flat, sweep.items()):
         parameter = degrade.SWEEP[name][0]
         x = [v for v, _, _ in points]
@@ -251,12 +274,10 @@ def palette():
     scenes = [Scene((Object(shape, COLOUR_NAMES[(k + 5 * row) % len(COLOUR_NAMES)], size, 0.5, 0.5),))
               for row, size in enumerate(("large", "small")) for k, shape in enumerate(SHAPES)]
     images, _ = render(scenes, 32)
-    fig, axes = subplots(2, len(SHAPES), figsize=(2.0 * len(SHAPES), 5.0))
-    for k, (ax, image, s) in enumerate(zip(np.ravel(axes), images, scenes)):
+    fig, axes = subplots(2, len(SHAPES), figsize=(WIDTH, 3.9))
+    for ax, image, s in zip(np.ravel(axes), images, scenes):
         show_image(ax, image)
         o = s.objects[0]
-        size = lang.tr({"small": "petit", "large": "grand"}[o.size], o.size)
-        ax.set_title(lang.tr(f"{shape_name(o.shape)} {colour_name(o.colour)}\n{size}",
-                             f"{o.size} {o.colour}\n{o.shape}"), fontsize=9)
-    fig.tight_layout(h_pad=2.0)
+        ax.set_title(wrap(object_name(o.shape, o.colour, o.size), 14), fontsize=10)
+    fig.tight_layout(h_pad=1.5)
     return fig
