@@ -418,7 +418,7 @@ def _traced(stages, run) -> list[tuple[str, tuple[int, ...]]]:
 
 def shapes_table(denoiser, generator):
     """The shapes a tensor takes through the GAN's generator and through the UNet, read by running them once."""
-    from text2image.pipelines.dalle import encode_prompts
+    from text2image.pipelines.prompts import encode_prompts
 
     ids, mask = encode_prompts(["a red circle"])
     device = next(generator.parameters()).device

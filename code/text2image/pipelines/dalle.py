@@ -42,13 +42,10 @@ from text2image import text as T
 from text2image.models import autoencoders as ae
 from text2image.models import clip as M
 from text2image.models import dalle as D
+from text2image.pipelines.prompts import SamplingError, encode_prompts, null_captions
 from text2image.world.tensors import to_tensor, to_uint8
 
 MAX_ROWS = 1024  # sequences per call of generate(): a call with more is split (the same way every time)
-
-
-class SamplingError(ValueError):
-    """A sampler setting out of its range, or an empty prompt."""
 
 
 # ----------------------------------------------------------------------------- settings
@@ -85,24 +82,6 @@ class Sampling:
 
 
 # ----------------------------------------------------------------------------- prompts and codes
-
-def encode_prompts(prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and masks (B, 32) of the prompts; an empty prompt or an unknown word is an error."""
-    if isinstance(prompts, str):
-        raise SamplingError("pass a list of prompts, not one string")
-    for k, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise SamplingError(f"prompt {k} is empty: say what to draw, e.g. 'a red circle'")
-    T.tokenizer().check(list(prompts))  # the tokenizer's one-line error, naming the vocabulary
-    enc = T.encode(list(prompts))
-    return enc["input_ids"], enc["attention_mask"]
-
-
-def null_captions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The empty caption ``[BOS] [EOS]`` (what dropped captions become in training), ``n`` times."""
-    enc = T.empty_caption(n)
-    return enc["input_ids"], enc["attention_mask"]
-
 
 @torch.no_grad()
 def image_codes(vq, images) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
 from text2image.models import diffusion as D
-from text2image.pipelines.dalle import SamplingError, encode_prompts, null_captions
+from text2image.pipelines.prompts import SamplingError, encode_prompts, null_captions
 from text2image.world.tensors import RESOLUTION, to_uint8
 
 SAMPLERS = {"epsilon": ("ddpm", "ddim"), "velocity": ("euler",)}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from text2image.models import gan as G
-from text2image.pipelines.dalle import SamplingError, encode_prompts
+from text2image.pipelines.prompts import SamplingError, encode_prompts
 from text2image.world.tensors import RESOLUTION, to_uint8
 
 

@@ -48,7 +48,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from text2image.pipelines.dalle import Sampling, SamplingError
+from text2image.pipelines.dalle import Sampling
+from text2image.pipelines.prompts import SamplingError
 
 REPO = "kuprel/min-dalle"  # where min-dalle's own downloader fetches its files
 TEXT_TOKENS = 64
