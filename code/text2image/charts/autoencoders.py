@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from text2image import lang
+from text2image.charts import diagrams
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate.reconstruction import ERRORS
 from text2image.models import autoencoders as ae
@@ -43,6 +44,23 @@ def model_name(name: str) -> str:
         "vqgan-nodisc": lang.tr("VQGAN sans discriminateur", "VQGAN without discriminator"),
     }.get(name, name)
 
+
+
+# ----------------------------------------------------------------------------- architecture
+
+ARCHITECTURES = ("ae", "vae", "vqvae", "dvae", "vqgan")  # one of each bottleneck (the controls share these)
+
+
+def architecture(models: Mapping[str, torch.nn.Module], images: torch.Tensor):
+    """The encoder, the five bottlenecks and the decoder, each shape read from a reconstruction of ``images[0]``
+    by the models themselves (:func:`text2image.charts.diagrams.autoencoder_diagram`)."""
+    return diagrams.autoencoder_diagram({n: models[n] for n in ARCHITECTURES if n in models}, images, model_name)
+
+
+def vq_lookup(model: torch.nn.Module, images: torch.Tensor):
+    """The VQ-VAE's nearest-code lookup at an object's cell of ``images[0]``, and the straight-through gradient
+    (:func:`text2image.charts.diagrams.vq_lookup`)."""
+    return diagrams.vq_lookup(model, images[0])
 
 
 # ----------------------------------------------------------------------------- reconstructions
