@@ -359,6 +359,9 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
 
 # Latent-diffusion autoencoders on natural images (Rombach et al., 2022, via ANCHORS.md).
 LDM_PSNR = {"KL f4": 27.5, "VQ f4": 27.4, "VQ f16": 20.8}
+# What the chapter quotes from DALL·E's paper (Ramesh et al., 2021): its images' side in pixels, and the
+# weight of its dVAE's KL term (beta = 6.6, "promotes better codebook usage")
+PUBLISHED = {"dalle_resolution": 256, "dalle_kl_weight": 6.6}
 TARGETS = {"usage": 0.90, "oracle": 0.99}
 
 
@@ -397,7 +400,7 @@ def tokenizer_table(seen: int, codebook: int, grid: int):
 
     headers = ["", "DALL·E (dVAE)", "DALL·E mini (VQGAN)", lang.tr("ce livre (VQ-VAE)", "this book (VQ-VAE)")]
     rows = [
-        [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{RESOLUTION} px"],
+        [lang.tr("résolution", "resolution"), f"{PUBLISHED['dalle_resolution']} px", "256 px", f"{RESOLUTION} px"],
         [lang.tr("grille de jetons", "token grid"), "32 × 32", "16 × 16", f"{grid} × {grid}"],
         [lang.tr("facteur de réduction", "downsampling factor"), "8", "16", str(RESOLUTION // grid)],
         [lang.tr("taille du dictionnaire", "codebook size"), lang.integer(8192), lang.integer(16384),
