@@ -420,7 +420,8 @@ def vq_lookup(model: torch.nn.Module, image: torch.Tensor, cell: tuple[int, int]
                  [lang.tr("dictionnaire", "codebook"), f"K × D = {k_total} × {d}"])
     distances = found["distances"].numpy()
     ys = y0 + book_h - (np.arange(k_total) + 0.5) * row_h
-    xs = x + book_w + 0.04 + (distances / distances.max()) * (dist_w - 0.06)
+    spread = (distances - distances.min()) / max(float(distances.max() - distances.min()), 1e-12)
+    xs = x + book_w + 0.04 + spread * (dist_w - 0.06)  # the nearest on the left edge, the farthest on the right
     ax.plot(xs, ys, color="#555555", linewidth=0.6, zorder=3)
     ax.plot([xs[k]], [ys[k]], "o", color=GRADIENT, markersize=4, zorder=5)
     ax.text(x + (book_w + dist_w) / 2, y0 - 0.05,
@@ -524,13 +525,13 @@ def clip_diagram(model, recipe: Mapping, step: int = 0):
     image_stages = [
         [lang.tr(f"carreaux de {found['patch']} px", f"{found['patch']} px patches"), dims(vis["patches"])],
         [lang.tr("+ jeton de classe", "+ class token"), dims(vis["tokens"])],
-        [lang.tr(f"ViT, {layers_v} couches", f"ViT, {layers_v} layers"), dims(vis["encoder"])],
+        [f"ViT, {_layers(layers_v)}", dims(vis["encoder"])],
         [lang.tr("jeton de classe", "class token"), dims(vis["pooled"])],
         [lang.tr("projection, norme 1", "projection, norm 1"), f"$u_i${colon} {dims(vis['projection'])}"],
     ]
     text_stages = [
         [lang.tr("plongements", "embeddings"), dims(txt["tokens"])],
-        [lang.tr(f"transformeur, {layers_t} couches", f"transformer, {layers_t} layers"), dims(txt["encoder"])],
+        [lang.tr(f"transformeur, {_layers(layers_t)}", f"transformer, {_layers(layers_t)}"), dims(txt["encoder"])],
         [lang.tr("état au premier [EOS]", "state at the first [EOS]"), dims(txt["pooled"])],
         [lang.tr("projection, norme 1", "projection, norm 1"), f"$v_j${colon} {dims(txt['projection'])}"],
     ]
@@ -605,6 +606,11 @@ def clip_diagram(model, recipe: Mapping, step: int = 0):
     elbow(ax, [(xi + col_w / 2, bottoms_i[-1]), (xi + col_w / 2, y_low), (mx - 0.02, y_low)])
     ax.text((xt + col_w + mx) / 2, y_low + 0.04, "$u_i$", ha="center", va="bottom", fontsize=SMALL)
     return fig
+
+
+def _layers(n: int) -> str:
+    """``3 couches`` / ``3 layers``, ``1 couche`` / ``1 layer``."""
+    return lang.tr(f"{n} couche" + "s" * (n > 1), f"{n} layer" + "s" * (n != 1))
 
 
 def _wrap(text: str, width: int) -> list[str]:
