@@ -76,3 +76,16 @@ def test_adaptive_weight_balances_gradients():
 def test_hinge_loss_is_zero_for_a_confident_discriminator():
     assert ae.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)) == 0
     assert ae.PatchDiscriminator(8)(images()).shape == (2, 1, 8, 8)
+
+
+def test_the_numbers_the_chapter_quotes_come_from_the_libraries_and_the_model():
+    import inspect
+
+    from diffusers import AutoencoderKL
+
+    assert ae.SD_SCALING_FACTOR == AutoencoderKL().config.scaling_factor == 0.18215  # diffusers' default
+    default = inspect.signature(ae.adaptive_gan_weight).parameters["max_weight"].default
+    assert default == ae.TAMING_MAX_GAN_WEIGHT == 1e4
+    assert ae.downsamplings(ae.PlainAutoencoder(**small())) == 2  # 32 px -> 8 x 8
+    deeper = ae.build_vae(channels=(8, 8, 16, 16), groups=4)  # no block is the last width: all three halve
+    assert ae.downsamplings(deeper) == 3 and deeper.encode(images()).latent_dist.mode().shape[-1] == 4

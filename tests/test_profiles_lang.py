@@ -91,3 +91,12 @@ def test_a_label_colon_and_a_listing_follow_each_language():
     assert lang.listing(["circle"], "en") == "circle" and lang.listing([], "fr") == ""
     assert isinstance(lang.listing(["a", "b"], "en"), lang.Text)
 
+
+
+def test_powers_of_ten_are_written_with_superscripts_in_both_editions(monkeypatch):
+    for edition in ("fr", "en"):
+        monkeypatch.setenv(lang.ENV_VAR, edition)
+        assert lang.power_of_ten(1e4) == "10⁴" and lang.power_of_ten(1e-4) == "10⁻⁴" and lang.power_of_ten(1) == "10⁰"
+    for bad in (2e4, 0, -10):
+        with pytest.raises(ValueError, match="not a power of ten"):
+            lang.power_of_ten(bad)

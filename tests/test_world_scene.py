@@ -88,3 +88,9 @@ def test_french_names_agree_with_the_shape_and_keep_french_word_order():
         for colour_ in S.COLOUR_NAMES:
             for size_ in S.SIZES:
                 assert len(names.phrase(shape_, colour_, size_, lang="fr").split()) == 3
+
+
+def test_the_palettes_hues_are_evenly_spaced_by_hue_step():
+    hues = sorted(S.HUES.values())
+    assert S.HUE_STEP == 60.0 and len(hues) == len(S.COLOURS)
+    assert np.allclose(np.diff(hues + [hues[0] + 360]), S.HUE_STEP)

@@ -64,6 +64,20 @@ def percent(fraction: float, digits: int = 1, lang: str | None = None) -> str:
     return Text(f"{body}{NNBSP}%" if lang == "fr" else f"{body}%")
 
 
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def power_of_ten(value: float) -> str:
+    """``1e4`` as ``10⁴`` and ``1e-4`` as ``10⁻⁴`` (the same in both editions); refuses a value that is no
+    power of ten."""
+    import math
+
+    exponent = round(math.log10(value)) if value > 0 else None
+    if exponent is None or not math.isclose(value, 10.0 ** exponent, rel_tol=1e-9):
+        raise ValueError(f"{value!r} is not a power of ten")
+    return Text("10" + str(exponent).translate(SUPERSCRIPTS))
+
+
 def colon(lang: str | None = None) -> str:
     """The colon of a label (``name: value``): French puts a no-break space before it, English none."""
     return Text("\u00a0:" if (lang or current()) == "fr" else ":")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from text2image import lang
+from text2image.charts import diagrams
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate.reconstruction import ERRORS
 from text2image.models import autoencoders as ae
@@ -43,6 +44,23 @@ def model_name(name: str) -> str:
         "vqgan-nodisc": lang.tr("VQGAN sans discriminateur", "VQGAN without discriminator"),
     }.get(name, name)
 
+
+
+# ----------------------------------------------------------------------------- architecture
+
+ARCHITECTURES = ("ae", "vae", "vqvae", "dvae", "vqgan")  # one of each bottleneck (the controls share these)
+
+
+def architecture(models: Mapping[str, torch.nn.Module], images: torch.Tensor):
+    """The encoder, the five bottlenecks and the decoder, each shape read from a reconstruction of ``images[0]``
+    by the models themselves (:func:`text2image.charts.diagrams.autoencoder_diagram`)."""
+    return diagrams.autoencoder_diagram({n: models[n] for n in ARCHITECTURES if n in models}, images, model_name)
+
+
+def vq_lookup(model: torch.nn.Module, images: torch.Tensor):
+    """The VQ-VAE's nearest-code lookup at an object's cell of ``images[0]``, and the straight-through gradient
+    (:func:`text2image.charts.diagrams.vq_lookup`)."""
+    return diagrams.vq_lookup(model, images[0])
 
 
 # ----------------------------------------------------------------------------- reconstructions
@@ -341,6 +359,9 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
 
 # Latent-diffusion autoencoders on natural images (Rombach et al., 2022, via ANCHORS.md).
 LDM_PSNR = {"KL f4": 27.5, "VQ f4": 27.4, "VQ f16": 20.8}
+# What the chapter quotes from DALL·E's paper (Ramesh et al., 2021): its images' side in pixels, and the
+# weight of its dVAE's KL term (beta = 6.6, "promotes better codebook usage")
+PUBLISHED = {"dalle_resolution": 256, "dalle_kl_weight": 6.6}
 TARGETS = {"usage": 0.90, "oracle": 0.99}
 
 
@@ -379,7 +400,7 @@ def tokenizer_table(seen: int, codebook: int, grid: int):
 
     headers = ["", "DALL·E (dVAE)", "DALL·E mini (VQGAN)", lang.tr("ce livre (VQ-VAE)", "this book (VQ-VAE)")]
     rows = [
-        [lang.tr("résolution", "resolution"), "256 px", "256 px", f"{RESOLUTION} px"],
+        [lang.tr("résolution", "resolution"), f"{PUBLISHED['dalle_resolution']} px", "256 px", f"{RESOLUTION} px"],
         [lang.tr("grille de jetons", "token grid"), "32 × 32", "16 × 16", f"{grid} × {grid}"],
         [lang.tr("facteur de réduction", "downsampling factor"), "8", "16", str(RESOLUTION // grid)],
         [lang.tr("taille du dictionnaire", "codebook size"), lang.integer(8192), lang.integer(16384),

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from matplotlib.lines import Line2D
 
 from text2image import lang, pretrained, recipes
+from text2image.charts import diagrams
 from text2image.charts.world import colour_name, shape_name
 from text2image.evaluate import clip as clip_eval
 from text2image.evaluate import intervals
@@ -101,6 +102,14 @@ def label_name(attribute: str, label: str) -> str:
     return lang.tr(NUMBER_FR[label], label)
 
 
+
+
+# ----------------------------------------------------------------------------- architecture
+
+def architecture(model, recipe: Mapping):
+    """The two towers and the B x B similarities of the first training batch of ``recipe``, every shape read by
+    running ``model`` on it (:func:`text2image.charts.diagrams.clip_diagram`)."""
+    return diagrams.clip_diagram(model, recipe)
 
 
 # ----------------------------------------------------------------------------- training

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from text2image import lang
+from text2image.charts.diagrams import traced
 from text2image.evaluate import intervals
 from text2image.models import diffusion as D
 from text2image.plots import show_image, subplots, wrap
@@ -398,24 +399,6 @@ def gan_summary(log: Sequence[Mapping], tail: float = 0.25) -> dict[str, float]:
             "g_loss": float(g.mean()), "swing": float(g.std() / max(abs(g.mean()), 1e-9))}
 
 
-def _traced(stages, run) -> list[tuple[str, tuple[int, ...]]]:
-    """The output shape of each ``(name, module)`` of ``stages`` during ``run()`` (batch dimension dropped)."""
-    found, hooks = {}, []
-    for name, module in stages:
-        def hook(_, __, output, name=name):
-            output = output[0] if isinstance(output, (tuple, list)) else output
-            output = getattr(output, "last_hidden_state", output)  # a transformers model's output
-            found.setdefault(name, tuple(output.shape[1:]))
-        hooks.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in hooks:
-            h.remove()
-    return [(name, found[name]) for name, _ in stages]
-
-
 def shapes_table(denoiser, generator):
     """The shapes a tensor takes through the GAN's generator and through the UNet, read by running them once."""
     from text2image.pipelines.prompts import encode_prompts
@@ -429,7 +412,7 @@ def shapes_table(denoiser, generator):
             for k, m in enumerate([m for m in generator.body if isinstance(m, torch.nn.ConvTranspose2d)], start=1)]
     gen.append((lang.tr("image", "image"), generator.body[-1]))
     z = torch.zeros(1, generator.z_dim, device=device)
-    rows = [("G", name, shape) for name, shape in _traced(gen, lambda: generator.eval()(z, ids, mask))]
+    rows = [("G", name, shape) for name, shape in traced(gen, lambda: generator.eval()(z, ids, mask))]
     unet = denoiser.unet
     stages = [(lang.tr("légende → états", "caption → states"), denoiser.text.model),
               (lang.tr("entrée", "input"), unet.conv_in)]
@@ -439,7 +422,7 @@ def shapes_table(denoiser, generator):
     stages.append((lang.tr("sortie", "output"), unet.conv_out))
     x = torch.zeros(1, 3, 32, 32, device=device)
     rows += [("UNet", name, shape) for name, shape in
-             _traced(stages, lambda: denoiser.eval()(x, torch.tensor([500], device=device), ids, mask))]
+             traced(stages, lambda: denoiser.eval()(x, torch.tensor([500], device=device), ids, mask))]
     body = [[net, name, " × ".join(str(d) for d in shape)] for net, name, shape in rows]
     return markdown_table([lang.tr("réseau", "network"), lang.tr("étape", "stage"),
                            lang.tr("forme", "shape")], body, align="llr")

@@ -22,6 +22,7 @@ whose features stand in for VGG's in the perceptual loss.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -34,6 +35,12 @@ from text2image.world.scene import COLOUR_NAMES, SHAPES
 
 DOWN = ("DownEncoderBlock2D",) * 3  # three blocks, two downsamplings: 32 px -> 8x8
 UP = ("UpDecoderBlock2D",) * 3
+
+# Stable Diffusion's VAE scales its latents by this factor: diffusers' AutoencoderKL has it as its default
+# (read from the signature, so that no model is built for one number)
+SD_SCALING_FACTOR = inspect.signature(AutoencoderKL.__init__).parameters["scaling_factor"].default
+# taming-transformers clamps VQGAN's adaptive weight at 1e4 (its calculate_adaptive_weight)
+TAMING_MAX_GAN_WEIGHT = 1e4
 
 
 def conv_kwargs(channels: tuple[int, ...], groups: int) -> dict:
@@ -72,6 +79,11 @@ def build_vqvae(channels=(32, 64, 64), codebook_size: int = 256, code_dim: int =
     return VQModel(in_channels=3, out_channels=3, down_block_types=DOWN, up_block_types=UP,
                    latent_channels=code_dim, vq_embed_dim=code_dim, num_vq_embeddings=codebook_size,
                    sample_size=32, mid_block_add_attention=False, **kw)
+
+
+def downsamplings(model: torch.nn.Module) -> int:
+    """How many times the encoder halves the image (its down blocks that end in a downsampler)."""
+    return sum(block.downsamplers is not None for block in unwrap(model).encoder.down_blocks)
 
 
 def vq_forward(model: VQModel, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -198,7 +210,7 @@ def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
 
 
 def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor,
-                        max_weight: float = 1e4) -> torch.Tensor:
+                        max_weight: float = TAMING_MAX_GAN_WEIGHT) -> torch.Tensor:
     """VQGAN's balance: ||grad rec|| / ||grad GAN|| at the decoder's last layer."""
     rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     gan_grad = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]

@@ -44,6 +44,7 @@ COLOURS = {
 }
 COLOUR_NAMES = tuple(COLOURS)
 HUES = {"red": 0.0, "yellow": 60.0, "green": 120.0, "cyan": 180.0, "blue": 240.0, "magenta": 300.0}
+HUE_STEP = 360.0 / len(HUES)  # degrees between two neighbouring hues of the palette (a test checks the spacing)
 BACKGROUND = (0, 0, 0)  # black: chroma zero, and the largest luma step to every colour
 
 SIZES = ("small", "large")
