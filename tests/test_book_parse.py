@@ -630,3 +630,18 @@ def test_no_figure_is_exempt_from_the_readability_rule():
     import importlib.util
 
     assert importlib.util.find_spec("text2image.book.pending") is None
+
+
+def test_an_unfilled_template_field_in_prose_or_caption_is_an_error(tmp_path):
+    # a script that typed French spaces once left a literal {NB} in five places of a chapter and its captions
+    prose = GOOD.replace("# A {#sec-a}\n", "# A {#sec-a}\n\nDeux courbes{NB}: la perte.\n", 1)
+    assert prose != GOOD
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:3: an unfilled template field '\{NB\}'"):
+        _static(tmp_path, {"fr": {"a": prose}, "en": {"a": GOOD}})
+    caption = GOOD.replace("#| fig-cap: A", "#| fig-cap: Deux{NB}courbes")
+    assert caption != GOOD
+    with pytest.raises(BookError, match=r"book/fr/a.qmd:\d+: an unfilled template field '\{NB\}'"):
+        _static(tmp_path, {"fr": {"a": caption}, "en": {"a": GOOD}})
+    fine = GOOD.replace("# A {#sec-a}\n", "# A {#sec-a}\n\nUn ensemble $\\{x\\}$, `{python} 1 + 1` et `{NB}` en code.\n", 1)
+    write_book(tmp_path, {"fr": {"a": fine}, "en": {"a": fine}})
+    build.static_checks(build.project.load(tmp_path))  # maths, inline code and code spans are not prose

@@ -127,6 +127,7 @@ def static_checks(proj: project.Project, profile: str = profiles.DEFAULT) -> dic
         for doc in docs[lang]:
             attempt(checks.check_images, doc, proj.root)
             attempt(checks.check_alt_text, doc, proj.root)
+            attempt(checks.check_placeholders, doc, proj.root)
     for lang in project.LANGS:
         attempt(lambda: checks.check_citations(
             docs[lang], checks.bibliography(proj.root, proj.render_config(lang, profile)), proj.root))

@@ -88,6 +88,34 @@ def check_french_typography(doc: Document, root: Path) -> None:
 
 
 CAPTIONS = ("fig-cap", "tbl-cap", "fig-alt")
+# What a text template leaves behind when nothing filled it: {NB}, {VALUE}, {name}. Braces in prose are never
+# meant for the reader; attribute blocks ({#sec-a}, {.callout-note}, {python}) and maths are not prose.
+PLACEHOLDER = re.compile(r"(?<![\\\w^])\{[A-Za-z_][A-Za-z0-9_]*\}")  # not a LaTeX argument: \mathbf{w}, _{x}, ^{T}
+DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
+
+
+def check_placeholders(doc: Document, root: Path) -> None:
+    """No unfilled template field (``{NB}``, ``{value}``) in prose or in a caption: the reader would see it."""
+    from text2image.book.qmd import mask
+
+    for cell in doc.cells:
+        if cell.kind == "code":
+            lines = [(cell.line + k, line) for k, line in enumerate(cell.source.split("\n")[:cell.option_count], 1)
+                     if line.lstrip("#| ").split(":", 1)[0].strip() in CAPTIONS]
+        elif cell.kind == "markdown":
+            text = mask(cell.source, fenced=cell.fenced_lines)
+            for maths in (DISPLAY_MATH, MATH):  # blanked, newlines kept, so line numbers stay right
+                text = maths.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+            lines = list(enumerate(text.split("\n"), cell.line))
+        else:
+            continue
+        for number, line in lines:
+            hit = PLACEHOLDER.search(line)
+            if hit:
+                raise BookError(f"{where(doc.path, number, root)}: an unfilled template field {hit.group()!r} "
+                                f"would reach the reader: ...{line[max(0, hit.start() - 30):hit.end() + 10]}...")
+
+
 
 
 def _check_french_captions(doc: Document, cell, root: Path) -> None:
