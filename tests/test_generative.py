@@ -365,3 +365,41 @@ def test_shipped_checkpoints_reproduce_their_manifest(monkeypatch):
         else:
             measured = R.val_scores(GanPipeline(model), "cpu")["val_correct"]
             assert measured == pytest.approx(metrics["val_correct"], abs=0.05)
+
+
+def test_the_one_step_estimate_inverts_each_forward_process_and_scales_errors_as_the_chapter_says():
+    # the true noise (DDPM) or velocity (flow matching) gives back the image; an error d on the prediction
+    # moves the estimate by sqrt((1 - abar) / abar) d for DDPM (1 / sqrt(SNR)) and by s d for flow matching
+    x0 = torch.rand(3, 3, 8, 8) - 0.5
+    noise = torch.randn(3, 3, 8, 8)
+    index = torch.tensor([10, 500, 990])
+    d = 1e-3 * torch.randn(3, 3, 8, 8)
+    for objective in ("epsilon", "velocity"):
+        scheduler = D.training_scheduler(objective)
+        x_t, timestep, target = D.noised(objective, scheduler, x0, noise, index)
+
+        def predicting(value):
+            class Fixed(torch.nn.Module):
+                def forward(self, x, t, ids, mask):
+                    return value
+            return Fixed()
+
+        exact = R.image_estimate(predicting(target), objective, scheduler, x_t, index, timestep, None, None)
+        assert torch.allclose(exact, x0, atol=1e-4), objective
+        off = R.image_estimate(predicting(target + d), objective, scheduler, x_t, index, timestep, None, None)
+        if objective == "epsilon":
+            a = scheduler.alphas_cumprod[index]
+            gain, snr = ((1 - a) / a).sqrt(), a / (1 - a)
+        else:
+            gain = scheduler.sigmas[index]
+            snr = ((1 - gain) / gain) ** 2
+        assert torch.allclose(off - x0, -gain.view(-1, 1, 1, 1) * d, atol=1e-4), objective
+        assert int(gain.argmax()) == int(snr.argmin())  # the noisier, the larger the gain
+
+
+def test_snr_levels_map_to_the_closest_index_of_each_schedule():
+    ddpm, flow = D.training_scheduler("epsilon"), D.training_scheduler("velocity")
+    assert R._index_at_snr("epsilon", ddpm, 0.0) == int(torch.argmin((D.snr_ddpm(ddpm) - 1).abs()))
+    k = R._index_at_snr("velocity", flow, 0.0)
+    assert abs(float(flow.sigmas[k]) - 0.5) < 2e-3  # SNR 1 is halfway along the straight line
+    assert R._index_at_snr("epsilon", ddpm, -4.0) > R._index_at_snr("epsilon", ddpm, 2.0)  # noisier: later t

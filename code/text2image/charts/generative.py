@@ -156,6 +156,32 @@ def snr_crossing() -> dict[str, float]:
             "ddpm_mid": float(ddpm[D.TRAIN_STEPS // 2])}
 
 
+def estimate_chart(errors: Mapping[str, Sequence[Mapping[str, float]]]):
+    """The error of each diffusion model's one-step estimate of the image against the signal-to-noise ratio,
+    noisiest on the right, with its 95 % interval."""
+    fig, ax = subplots(1, 1, figsize=(WIDTH, 2.9))
+    for name, rows in errors.items():
+        x = np.array([r["log10_snr"] for r in rows])
+        y = np.array([r["error"] for r in rows])
+        ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], color=COLOURS[name], alpha=0.2, lw=0)
+        ax.plot(x, y, marker="o", ms=3, color=COLOURS[name], label=model_name(name))
+    ax.set_xscale("linear")
+    ax.invert_xaxis()
+    ax.set_yscale("log")
+    ax.axvline(0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(lang.tr("log₁₀ SNR (plus bruité à droite)", "log₁₀ SNR (noisier to the right)"))
+    ax.set_ylabel(lang.tr("erreur quadratique de l'image estimée", "squared error of the estimated image"))
+    ax.legend(fontsize=SMALL, frameon=False)
+    _style(ax)
+    fig.tight_layout()
+    return fig
+
+
+def error_at(rows: Sequence[Mapping[str, float]], log10_snr: float) -> float:
+    """The estimate's error at the level closest to ``log10_snr``."""
+    return min(rows, key=lambda r: abs(r["log10_snr"] - log10_snr))["error"]
+
+
 # ----------------------------------------------------------------------------- training curves
 
 def _smooth(values: Sequence[float], window: int) -> np.ndarray:

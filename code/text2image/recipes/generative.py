@@ -515,6 +515,68 @@ def trajectory(name: str, prompt: str, sampling: P.Sampling | None = None, profi
     return keep, levels, [run.kept[k][0] for k in keep]
 
 
+# ----------------------------------------------------------------------------- one-step estimate of the image
+
+SNR_LEVELS = {"smoke": (-2.0, 0.0, 2.0), "cpu": tuple(np.arange(-4.0, 3.01, 0.5)), "gpu": tuple(np.arange(-4.0, 3.01, 0.5))}
+
+
+def _index_at_snr(objective: str, scheduler, log10_snr: float) -> int:
+    """The training-schedule index whose signal-to-noise ratio is closest to ``10 ** log10_snr``."""
+    if objective == "epsilon":
+        snr = D.snr_ddpm(scheduler)
+    else:
+        s = scheduler.sigmas[:D.TRAIN_STEPS]
+        snr = ((1 - s) / s) ** 2
+    return int(torch.argmin((torch.log10(snr.clamp_min(1e-12)) - log10_snr).abs()))
+
+
+@torch.no_grad()
+def image_estimate(model: D.PixelDenoiser, objective: str, scheduler, x_t: torch.Tensor, index: torch.Tensor,
+                   timestep: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The image the network sees in ``x_t`` in one step, clipped to [-1, 1] as the samplers do: DDPM's
+    ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)``, flow matching's ``x_s - s v``."""
+    prediction = model(x_t, timestep, ids, mask)
+    if objective == "epsilon":
+        a = scheduler.alphas_cumprod.to(x_t.device)[index].view(-1, 1, 1, 1)
+        return ((x_t - (1 - a).sqrt() * prediction) / a.sqrt()).clamp(-1, 1)
+    s = scheduler.sigmas.to(x_t.device, x_t.dtype)[index].view(-1, 1, 1, 1)
+    return (x_t - s * prediction).clamp(-1, 1)
+
+
+def estimate_error(name: str, profile: str | None = None, seed: int = 0) -> list[dict[str, float]]:
+    """At each signal-to-noise ratio of :data:`SNR_LEVELS` (log10), the mean squared error of the model's
+    one-step estimate of the image on the fixed validation images of ``val_loss``, with a bootstrap 95 %
+    interval over images: where along the path the network knows what it is looking at. Cached."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    objective = DIFFUSION[_check_name(name)] if name in DIFFUSION else None
+    if objective is None:
+        raise ValueError(f"{name} is not a diffusion model; the diffusion models are: {', '.join(DIFFUSION)}")
+    n = profiles.pick(VAL_LOSS_IMAGES, profile)
+    levels = [float(v) for v in profiles.pick(SNR_LEVELS, profile)]
+    loaded, _ = model(name, profile)  # trained first if missing: the cache is keyed by these weights
+    folder = checkpoint_folder(name, profile)
+    key = {"version": CACHE_VERSION, "levels": levels, "images": n, "seed": EVAL_SEED}  # + the weights' digest
+
+    def compute():
+        scheduler = D.training_scheduler(objective)
+        x0, ids, mask, noise, _ = _val_batch(n)
+        x0, ids, mask, noise = _on(loaded, (x0, ids, mask, noise))
+        rng = np.random.default_rng(seed)
+        rows = []
+        for level in levels:
+            k = _index_at_snr(objective, scheduler, level)
+            index = torch.full((n,), k, dtype=torch.long)
+            x_t, timestep, _ = D.noised(objective, scheduler, x0, noise, index)
+            per_image = ((image_estimate(loaded, objective, scheduler, x_t, index, timestep, ids, mask) - x0) ** 2
+                         ).flatten(1).mean(1).cpu().numpy()
+            boot = [per_image[rng.integers(0, n, n)].mean() for _ in range(1000)]
+            rows.append({"log10_snr": level, "index": k, "error": float(per_image.mean()),
+                         "lo": float(np.percentile(boot, 2.5)), "hi": float(np.percentile(boot, 97.5))})
+        return rows
+
+    return checkpoints.cached_result(folder, checkpoints.result_name("estimate", key), key, compute)
+
+
 # ----------------------------------------------------------------------------- training logs
 
 def history(name: str, profile: str | None = None) -> tuple[list[dict], list[dict]]:
@@ -637,6 +699,10 @@ def precompute(profile: str | None = None, progress: bool = True) -> None:
         started = time.perf_counter()
         diversity(name, profile)
         report(f"{name}: diversity ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in DIFFUSION:
+        started = time.perf_counter()
+        estimate_error(name, profile)
+        report(f"{name}: one-step estimates ({time.perf_counter() - started:.0f} s)", flush=True)
     for name, sampler in (("ddpm", "ddpm"), ("ddpm", "ddim"), ("flow-matching", "euler")):
         started = time.perf_counter()
         steps_sweep(name, sampler, profile=profile)
