@@ -45,7 +45,7 @@ CATEGORY_NAMES = {"single_object": ("objet seul", "single object"), "two_objects
 # colours present in 88 % of two-object prompts, left/right right in 48 % of those (chance 50 %).
 REFERENCE = {"parameters": 1.7e6, "minutes": 60, "steps": 3143, "batch": 64, "sampling_steps": 30,
              "guidance": 3.0, "colours": (36, 36), "both_colours": 0.88, "left_right": 0.48}
-# The issue's goals for the best of the three families, and for the training loop against a bare one.
+# What the chapter asks of the best of the three families, and for the training loop against a bare one.
 GOALS = {"colours": 0.95, "two_objects": 0.80}
 THROUGHPUT_GOAL = 1.10
 
@@ -546,7 +546,7 @@ def reached(value: float, target: float) -> str:
 
 
 def goals(results: Mapping[str, Mapping]) -> dict:
-    """The issue's goals for the best of the families: colours and two-object presence, met or not."""
+    """The levels the chapter asks of the best of the families (colours, two-object presence): met or not."""
     out = {}
     for category, target in GOALS.items():
         best = leader(results, category)
