@@ -157,10 +157,10 @@ def check_recipe(name: str, folder: Path, batch_size: int | None = None) -> Resu
     loss = float(next(iter(_log_rows(folder / "run")), {}).get("loss", float("nan")))
     if not torch.isfinite(torch.tensor(loss)):
         raise FloatingPointError(f"{name}: the gpu recipe's first loss is {loss}")
-    shipped = recipe.export(trainer.model) if recipe.export else trainer.model
+    shipped = recipe.exported(trainer.model, PROFILE)
     manifest = {"name": name, "profile": PROFILE, "recipe": recipes.as_json(config), "steps": 1,
                 "train_seconds": round(trainer.seconds, 3), "samples_per_second": 0.0, "data_seed": recipe.data_seed,
-                "device": "cpu", "parameters": sum(p.numel() for p in shipped.parameters()), "metrics": metrics}
+                "device": "cpu", "parameters": recipe.parameters(shipped), "metrics": metrics}
     saved = checkpoints.save(shipped, folder / "checkpoint", manifest)
     loaded = checkpoints.load(recipe.model_class or torch.nn.Module, saved, model=recipes.template(recipe, PROFILE))
     if not _same_outputs(shipped, loaded):
