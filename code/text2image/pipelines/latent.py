@@ -199,7 +199,8 @@ class LatentDiffusionPipeline(DiffusionPipeline):
         Sampling(steps=steps, guidance=guidance)  # the pixel-space chapter's checks and messages
         if isinstance(generator, (list, tuple)):
             if len(generator) != len(prompts):
-                raise SamplingError(f"{len(generator)} generators for {len(prompts)} prompts: pass one generator, "
+                raise SamplingError(f"{len(generator)} generator{'s' if len(generator) != 1 else ''} for "
+                                    f"{len(prompts)} prompt{'s' if len(prompts) != 1 else ''}: pass one generator, "
                                     f"or a list of one per prompt")
             if not all(isinstance(g, torch.Generator) for g in generator):
                 raise SamplingError("a list of generators holds torch.Generator objects only")

@@ -581,3 +581,42 @@ def precompute(profile: str | None = None, progress: bool = True) -> None:
     for name in (BASE, DIT):
         throughput_cached(name, profile)
         report(f"{name}: throughput measured", flush=True)
+
+
+# ----------------------------------------------------------------------------- what the other chapters measured
+
+def clip_probes(profile: str | None = None) -> dict[str, float]:
+    """The relation probe of each text encoder's CLIP (the CLIP chapter's: can a linear probe on its text
+    states tell "left of" from "right of"?), read from their manifests."""
+    names = sorted({r["text_encoder"] for r in RECIPES.values()})
+    return {name: float(load_or_train(name, profile, progress=False)[1]["metrics"].get("probe_relation", float("nan")))
+            for name in names}
+
+
+def objective_evidence(profile: str | None = None) -> dict[str, dict]:
+    """The pixel-space chapter's whole-benchmark results of ``ddpm`` and ``flow-matching`` (same network, data
+    and budget), from which :data:`OBJECTIVE` is chosen (cached next to their weights)."""
+    from text2image.recipes import generative
+
+    return {name: generative.benchmark(name, profile, progress=False) for name in generative.DIFFUSION}
+
+
+def dalle_best(profile: str | None = None):
+    """``(variant, result)``: the DALL·E chapter's best variant on the whole benchmark, found as that chapter
+    finds it (each model at its best guidance scale, reranked by the better judge; every step cached next to
+    the DALL·E models, so this reads what that chapter measured)."""
+    from text2image.pipelines import dalle as DP
+    from text2image.recipes import dalle
+
+    guidance = {n: dalle.guidance_sweep(n, profile, progress=False) for n in dalle.NAMES}
+    best_g = {n: dalle.best(guidance[n]) for n in dalle.NAMES}
+    curves = {n: dalle.rerank_curve(n, profile, sampling=DP.Sampling(guidance=best_g[n]), progress=False)
+              for n in dalle.NAMES}
+    judged = [(v, dalle.benchmark(v.model, profile, sampling=v.sampling, judge=v.judge, progress=False))
+              for v in dalle.final_variants(best_g, curves, profile)]
+    return max(judged, key=lambda vr: vr[1]["overall"]["p"])
+
+
+def best_model(results: dict[str, dict]) -> str:
+    """The model of ``results`` with the highest overall score (the first of equals, in :data:`NAMES` order)."""
+    return max(results, key=lambda n: (results[n]["overall"]["p"], -NAMES.index(n)))
