@@ -106,6 +106,16 @@ def test_the_denoisers_work_on_the_vaes_8x8x4_latents_and_read_every_token():
         L.build("vit", {}, 32)
 
 
+def test_newcombes_interval_for_a_difference_of_shares():
+    from text2image.evaluate import intervals
+
+    found = intervals.difference(intervals.share(56, 70), intervals.share(48, 80))
+    assert found["p"] == pytest.approx(0.2)
+    assert (found["lo"], found["hi"]) == pytest.approx((0.0524, 0.3339), abs=1e-4)  # Newcombe (1998), method 10
+    same = intervals.difference(intervals.share(0, 5), intervals.share(0, 5))
+    assert same["p"] == 0 and same["lo"] < 0 < same["hi"]
+
+
 def test_the_text_encoder_is_the_clips_text_tower_frozen():
     clip = C.build(C.SIZES["smoke"], seed=3)
     encoder = L.text_encoder(clip)
@@ -534,3 +544,18 @@ def test_a_tiny_stable_diffusion_pipeline_loads_runs_and_maps_onto_the_books(tin
     # SD 1.4's published figures, what the chapter compares with when the weights are not here
     assert pretrained.SD14["latent_shape"] == (64, 64, 4) and pretrained.SD14["tokens"] == 77
     assert pretrained.SD14["text_width"] == 768 and pretrained.SD14["resolution"] // 8 == 64
+
+
+def test_shipped_pipelines_reproduce_their_manifest(monkeypatch):
+    """Every shipped pipeline of the chapter (none until they are trained) loads as a pipeline folder, stays
+    under 10 MB, and gives back its validation loss."""
+    monkeypatch.setenv("TEXT2IMAGE_ROOT", str(Path(__file__).resolve().parents[1]))
+    for name in R.NAMES:
+        folder = checkpoints.checkpoint_dir(name)
+        if not (folder / checkpoints.MANIFEST).is_file():
+            continue
+        pipe, manifest = recipes.load_or_train(name, "cpu", progress=False)
+        assert checkpoints.is_pipeline_folder(folder) and isinstance(pipe, P.LatentDiffusionPipeline)
+        assert sum(f.stat().st_size for f in folder.rglob("*.safetensors")) < 10e6
+        measured = R.val_loss(pipe.denoiser, pipe.text_encoder, pipe.objective, "cpu", pipe.scaling_factor)
+        assert measured == pytest.approx(manifest["metrics"]["val_loss"], rel=0.02)

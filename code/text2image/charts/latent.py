@@ -84,6 +84,8 @@ def latent_chart(example: Mapping[str, Any]):
         axes[k].set_xticks([])
         axes[k].set_yticks([])
         axes[k].grid(False)
+        for spine in axes[k].spines.values():
+            spine.set_visible(False)
         axes[k].set_title(lang.tr(f"canal {k}", f"channel {k}"), fontsize=SMALL)
     show_image(axes[-1], example["decoded"])
     axes[-1].set_title(lang.tr("décodée", "decoded"), fontsize=SMALL)
@@ -230,7 +232,8 @@ def sd_table(ours: Mapping, sd: Mapping, read_from_configs: bool):
         return " × ".join(str(v) for v in s)
 
     def millions(v):
-        return lang.tr(f"{lang.number(v / 1e6, 2)} M", f"{lang.number(v / 1e6, 2)}M") if v else "–"
+        digits = 2 if v and v < 10e6 else 0
+        return lang.tr(f"{lang.number(v / 1e6, digits)}{lang.NNBSP}M", f"{lang.number(v / 1e6, digits)}M") if v else "–"
 
     rows = [
         (lang.tr("image (px)", "image (px)"), lambda d: f"{d['resolution']} × {d['resolution']}"),

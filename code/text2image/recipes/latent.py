@@ -112,10 +112,12 @@ EVAL_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(steps=20), "gpu
 # cores busy (load about 2.6 on 2 cores: a busy machine's figure):
 #   UNet (1.76M parameters): 0.305 s a step (0.167 s at batch 32);
 #   DiT (1.76M parameters, 64 tokens at full width in every block): 0.581 s a step (0.319 s at batch 32).
-# 4,000 steps of 64: 20 minutes for the UNet recipes, 39 for the DiT, plus 8 evaluations (96 guided images of
-# 20 steps and the val loss, under a minute each on the DiT) and, once for all recipes, the latents of the
-# 128,000 training examples (rendering and encoding, about 2 ms an image: 4 minutes; the twins recipe has its
-# own set). Batch 32 costs as much per image: batch 64 gives the gradient less noise for the same time.
+# 4,000 steps of 64: 20 minutes for the UNet recipes, 39 for the DiT; plus 9 evaluations (96 guided images of
+# 20 DDIM steps and the val loss on 256 latents, measured the same way on untrained cpu models: 8 s each for the
+# UNet, 21 s for the DiT, so 1 and 3 minutes), and, once for all recipes, the latents of the 128,000 training
+# examples (rendering 0.5 ms and encoding 1.0 ms an image: about 3 minutes; the twins recipe has its own set).
+# So about 24 minutes for each UNet recipe and 45 for the DiT, within the 50 minutes asked, with some margin for
+# a busier machine. Batch 32 costs as much per image: batch 64 gives the gradient less noise for the same time.
 # Both denoisers get the same steps, batch and learning rate (1e-3 with a warm-up, gradient clipping at 1 and
 # the Trainer's cosine decay, the pixel-space denoiser's: chosen, not tuned); the DiT takes twice the time.
 CONFIG = {
