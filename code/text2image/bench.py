@@ -121,6 +121,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "scoring": scoring,
     # the training step of each recipe of the GAN / diffusion / flow-matching chapter against a bare PyTorch loop
     "generative-throughput": "text2image.recipes.generative:throughput_main",
+    # sampling with each latent-diffusion pipeline against a bare denoising loop over the same networks
+    "latent-throughput": "text2image.recipes.latent:throughput_main",
 }
 
 

@@ -2,7 +2,9 @@
 
 A checkpoint is a folder (``data/checkpoints/<name>/`` for the shipped ones)
 holding the model files (``save_pretrained`` where the class has it, else
-``model.safetensors`` and ``config.json``), ``manifest.json`` (recipe, steps,
+``model.safetensors`` and ``config.json``; for a ``diffusers.DiffusionPipeline``,
+a *pipeline folder*: ``model_index.json`` and one subfolder per component,
+every file of which is a model file), ``manifest.json`` (recipe, steps,
 wall time, hardware, data seed, code commit, final metrics, and the sha256 of
 every model file under ``files``) and the training logs.
 
@@ -66,8 +68,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "code_commit": {"type": "string"},
         "hardware": {"type": "string"},
         "torch": {"type": "string"},
+        # a file of the folder, or of a component's subfolder of a pipeline folder ("unet/config.json")
         DIGEST_FIELD: {"type": "object", "minProperties": 1, "additionalProperties": False,
-                       "patternProperties": {r"^[^/\\]+$": {"type": "string", "pattern": _HEX64}}},
+                       "patternProperties": {r"^(?:[^/\\]+/)?[^/\\]+$": {"type": "string", "pattern": _HEX64}}},
         "base": {"type": "object", "required": ["name", "weights"],
                  "properties": {"name": {"type": "string"}, "weights": {"type": "string"}}},
     },
@@ -141,26 +144,63 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+PIPELINE_INDEX = "model_index.json"  # what makes a folder a diffusers pipeline folder
+
+
+def is_pipeline_folder(folder: str | Path) -> bool:
+    return (Path(folder) / PIPELINE_INDEX).is_file()
+
+
+def pipeline_components(folder: str | Path) -> list[str]:
+    """The components a pipeline folder's ``model_index.json`` names (those saved: not ``[null, null]``)."""
+    try:
+        index = json.loads((Path(folder) / PIPELINE_INDEX).read_text())
+    except (ValueError, OSError):
+        return []
+    return sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0])
+
+
 def model_files(folder: str | Path) -> list[Path]:
-    """The files that make the model: its safetensors weights and its configs (not manifest, logs or caches)."""
+    """The files that make the model: its safetensors weights and its configs (not manifest, logs or caches);
+    for a pipeline folder, ``model_index.json`` and every file of the components' subfolders."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    if is_pipeline_folder(folder):
+        found = [folder / PIPELINE_INDEX]
+        for component in pipeline_components(folder):
+            sub = folder / component
+            if sub.is_dir():
+                found += [p for p in sub.iterdir() if p.is_file()]
+        return sorted(found)
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and (p.suffix == ".safetensors" or p.name.endswith("config.json")))
 
 
+def _key(folder: Path, path: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
 def digests(folder: str | Path) -> dict[str, str]:
-    """``{file name: sha256}`` of the model files of ``folder`` as they are now."""
-    return {p.name: file_digest(p) for p in model_files(folder)}
+    """``{file name: sha256}`` of the model files of ``folder`` as they are now (``component/file`` inside a
+    pipeline folder)."""
+    folder = Path(folder)
+    return {_key(folder, p): file_digest(p) for p in model_files(folder)}
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    if is_pipeline_folder(folder):
+        return [p for p in model_files(folder) if p.suffix == ".safetensors"]
+    return sorted(folder.glob("*.safetensors"))
 
 
 def weights_digest(folder: str | Path) -> str:
     """A short digest of a checkpoint's safetensors files ("none" when there are none).
 
-    What a follow-up records of its base, and what cached results are keyed by.
+    What a follow-up records of its base, and what cached results are keyed by. A pipeline folder's are
+    its components' weights, in the order of their paths.
     """
-    files = sorted(Path(folder).glob("*.safetensors"))
+    files = _weight_files(Path(folder))
     if not files:
         return "none"
     digest = hashlib.sha256()
@@ -193,17 +233,22 @@ def recorded_digests(root: str | Path) -> dict[Path, str]:
 
 @contextlib.contextmanager
 def _quiet():
-    """No "Loading weights" / "Writing model shards" bars from the hub libraries: a few small local
-    files need none, and chapter outputs must not show them."""
+    """No "Loading weights" / "Writing model shards" / "Loading pipeline components" bars from the hub
+    libraries: a few small local files need none, and chapter outputs must not show them."""
+    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging
 
     was_enabled = logging.is_progress_bar_enabled()
+    diffusers_was_enabled = diffusers_logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
     try:
         yield
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+        if diffusers_was_enabled:
+            diffusers_logging.enable_progress_bar()
 
 
 def save(model: torch.nn.Module, folder: str | Path, manifest: dict[str, Any], half: bool = True,
@@ -216,7 +261,12 @@ def save(model: torch.nn.Module, folder: str | Path, manifest: dict[str, Any], h
     try:
         stored = copy.deepcopy(model).to("cpu")
         if half:
-            stored = stored.half()
+            if _is_pipeline(stored):  # each network, not ``pipe.to(float16)``, which warns for nothing
+                for component in stored.components.values():
+                    if isinstance(component, torch.nn.Module):
+                        component.half()
+            else:
+                stored = stored.half()
         if hasattr(stored, "save_pretrained"):
             with _quiet():
                 stored.save_pretrained(temp, safe_serialization=True)
@@ -343,7 +393,17 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return validate(_read_json(folder / MANIFEST, folder), folder / MANIFEST)
 
 
+def _is_pipeline(obj) -> bool:
+    from diffusers import DiffusionPipeline
+
+    return isinstance(obj, DiffusionPipeline) or (isinstance(obj, type) and issubclass(obj, DiffusionPipeline))
+
+
 def _refuse_pickles(folder: Path) -> None:
+    if is_pipeline_folder(folder):
+        for component in pipeline_components(folder):
+            if (folder / component).is_dir():
+                _refuse_pickles(folder / component)
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles and not any(folder.glob("*.safetensors")):
         raise CheckpointError(
@@ -369,7 +429,7 @@ def verify(folder: str | Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"{folder / name}: corrupt or changed since it was saved (sha256 {found[:12]}, "
                 f"the manifest records {sha[:12]}); {fix_hint(folder, manifest['name'])}")
-    strangers = [p.name for p in model_files(folder) if p.name not in recorded]
+    strangers = [_key(folder, p) for p in model_files(folder) if _key(folder, p) not in recorded]
     if strangers:
         raise CheckpointError(f"{folder / strangers[0]}: a model file the manifest does not record; remove it, or "
                               f"{fix_hint(folder, manifest['name'])}")
@@ -379,13 +439,17 @@ def verify(folder: str | Path) -> dict[str, Any]:
 def load(cls: type[torch.nn.Module], folder: str | Path, model: torch.nn.Module | None = None) -> torch.nn.Module:
     """Load a verified checkpoint as float32, from safetensors only and from this folder only (never the hub).
 
-    ``cls`` is a diffusers/transformers class with ``from_pretrained``; for a plain
-    ``nn.Module`` pass an instance built from the recipe as ``model``.
+    ``cls`` is a diffusers/transformers class with ``from_pretrained`` (a ``DiffusionPipeline`` subclass
+    for a pipeline folder); for a plain ``nn.Module`` pass an instance built from the recipe as ``model``.
     """
     folder = Path(folder)
     manifest = verify(folder)
     weights = next(folder / n for n in sorted(manifest[DIGEST_FIELD]) if n.endswith(".safetensors"))
     try:
+        if _is_pipeline(cls):
+            with _quiet():
+                # diffusers pipelines take ``dtype`` (``torch_dtype`` is deprecated there); fp16 files come back fp32
+                return cls.from_pretrained(folder, use_safetensors=True, dtype=torch.float32, local_files_only=True)
         if model is None:
             with _quiet():
                 loaded = cls.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32,

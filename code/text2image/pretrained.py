@@ -199,3 +199,63 @@ def world_caption_ranking(model, processor, pool, seed: int = 0) -> dict:
     _, zt = clip_embeddings(model, processor, texts=[c for t in triples for c in t])
     scores = torch.einsum("nd,nkd->nk", zi, zt.reshape(len(keep), 3, -1)).numpy()
     return {**ranking_scores(scores), "n": len(keep)}
+
+
+# ----------------------------------------------------------------------------- Stable Diffusion 1.4
+
+SD_NAME = "CompVis/stable-diffusion-v1-4"
+# What the SD 1.4 model card and configs say, for when the weights are not on this machine (the chapter's table
+# compares the book's pipeline with these, and reads the same fields from the configs when the weights are here):
+# 512 px images, latents of 64 x 64 x 4 (the VAE downsamples 8 times), scaling factor 0.18215; the text encoder
+# of OpenAI's CLIP ViT-L/14 (123M parameters), 77 tokens of 768 dimensions read by cross-attention; an 860M-
+# parameter UNet with channels 320/640/1280/1280; 1,000 training steps, betas "scaled_linear" 0.00085 to 0.012.
+SD14 = {"resolution": 512, "latent_shape": (64, 64, 4), "scaling_factor": 0.18215, "tokens": 77, "text_width": 768,
+        "text_layers": 12, "cross_attention_dim": 768, "denoiser": "UNet2DConditionModel",
+        "block_out_channels": (320, 640, 1280, 1280), "parameters": {"text_encoder": 123e6, "denoiser": 860e6},
+        "train_steps": 1000, "beta_schedule": "scaled_linear", "heads": 8}
+
+
+def stable_diffusion_available(name: str = SD_NAME) -> bool:
+    """Are a Stable Diffusion pipeline's safetensors on this machine (a local folder, or the hub cache)?
+    Never downloads."""
+    if Path(name).is_dir():
+        return (Path(name) / "model_index.json").is_file() and any(Path(name).glob("unet/*.safetensors"))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for filename in ("model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                     "text_encoder/model.safetensors"):
+        found = try_to_load_from_cache(name, filename)
+        if not isinstance(found, str) or not os.path.isfile(found):
+            return False
+    return True
+
+
+def load_stable_diffusion(name: str = SD_NAME, allow_download: bool = False, device: str | None = None,
+                          dtype: torch.dtype | None = None):
+    """``StableDiffusionPipeline`` for ``CompVis/stable-diffusion-v1-4`` (or any local folder written by
+    ``save_pretrained``), safetensors only, from the local cache unless ``allow_download``. The safety
+    checker is left out (its weights are not needed to draw, and the book draws shapes)."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    local_only = not allow_download
+    dtype = dtype or (torch.float16 if device and str(device).startswith("cuda") else torch.float32)
+    bars = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(name, use_safetensors=True, local_files_only=local_only,
+                                                       safety_checker=None, feature_extractor=None,
+                                                       requires_safety_checker=False, dtype=dtype)
+    except (OSError, ValueError) as error:
+        if local_only:
+            raise WeightsUnavailable(
+                f"{name}: not found on this machine and downloading was not allowed; call "
+                f"load_stable_diffusion({name!r}, allow_download=True) on a machine with a network") from error
+        raise
+    finally:
+        if bars:
+            diffusers_logging.enable_progress_bar()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device or "cpu")

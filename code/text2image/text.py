@@ -106,15 +106,27 @@ def load(path) -> ShapesTokenizer:
     return ShapesTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-def empty_caption(n: int, max_length: int = MAX_LENGTH) -> dict:
+def empty_caption(n: int, max_length: int = MAX_LENGTH, tok: PreTrainedTokenizerFast | None = None) -> dict:
     """The empty caption ``[BOS] [EOS]``, padded, ``n`` times: what classifier-free guidance conditions on when
-    a caption is dropped. The one caption the checks let through, on purpose: it is built here, never typed."""
+    a caption is dropped. The one caption the checks let through, on purpose: it is built here, never typed.
+    ``tok``: a saved copy of the world's tokenizer (a pipeline's component); by default the world's own."""
     import torch
 
-    tok = tokenizer()
+    tok = tok or tokenizer()
     ids = [tok.bos_token_id, tok.eos_token_id] + [tok.pad_token_id] * (max_length - 2)
     mask = [1, 1] + [0] * (max_length - 2)
     return {"input_ids": torch.tensor([ids] * n), "attention_mask": torch.tensor([mask] * n)}
+
+
+def drop_captions(input_ids, attention_mask, dropped) -> None:
+    """Replace, in place, the captions of the rows where ``dropped`` (a boolean array or tensor) is true by
+    the empty caption: how the diffusion recipes train one network that is also its own unconditional model."""
+    import torch
+
+    dropped = torch.as_tensor(dropped, dtype=torch.bool)
+    null = empty_caption(1, input_ids.shape[1])
+    input_ids[dropped] = null["input_ids"][0].to(input_ids.dtype)
+    attention_mask[dropped] = null["attention_mask"][0].to(attention_mask.dtype)
 
 
 def encode(texts, max_length: int = MAX_LENGTH, return_tensors: str | None = "pt"):

@@ -26,6 +26,7 @@ process all of that reduces to the plain loop.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import random
@@ -75,6 +76,21 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, epoch: int, seed: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_batch(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """Indices of the examples of step ``step`` among ``n`` stored ones: the ``step``-th slice of a fresh
+    permutation each epoch (a pure function of the step, so a resumed run sees the same batches)."""
+    per_epoch = n // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{n} examples do not fill a batch of {batch_size}")
+    epoch, k = divmod(step, per_epoch)
+    return _permutation(n, epoch, seed)[k * batch_size:(k + 1) * batch_size]
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

@@ -63,3 +63,14 @@ def mean_of(shares: Sequence[Share]) -> dict:
     var = sum(((s.hi - s.lo) / (2 * Z95)) ** 2 for s in shares) / len(shares) ** 2
     half = Z95 * math.sqrt(var)
     return {"p": mean, "lo": max(0.0, mean - half), "hi": min(1.0, mean + half)}
+
+
+def difference(a: Share, b: Share) -> dict:
+    """``a.p - b.p`` for shares measured on separate samples, with Newcombe's 95 % interval (his method 10:
+    the two Wilson intervals combined), which stays within [-1, 1] and keeps its coverage near 0 and 1."""
+    if not (a.n and b.n):
+        return {"p": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    d = a.p - b.p
+    lo = d - math.sqrt((a.p - a.lo) ** 2 + (b.hi - b.p) ** 2)
+    hi = d + math.sqrt((a.hi - a.p) ** 2 + (b.p - b.lo) ** 2)
+    return {"p": d, "lo": max(-1.0, lo), "hi": min(1.0, hi)}

@@ -1,6 +1,6 @@
 """The networks of the book and their losses, one module per family (``neuron``, ``autoencoders``
-with its perceptual network, ``clip``, ``dalle``, ``gan``, ``diffusion``, and ``text_encoder``, the caption
-encoder the last two share).
+with its perceptual network, ``clip``, ``dalle``, ``gan``, ``diffusion``, ``text_encoder``, the caption
+encoder the last two share, and ``latent``, the UNet and DiT of latent diffusion).
 
 No recipe, no cache, no chapter here: a model module may import the world and
 the tokenizer (``text``), nothing above them.

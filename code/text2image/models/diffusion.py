@@ -157,13 +157,20 @@ def noised(objective: str, scheduler, x0: torch.Tensor, noise: torch.Tensor,
     return (1 - s) * x0 + s * noise, timestep, noise - x0
 
 
-def diffusion_loss(model: PixelDenoiser, objective: str, scheduler, x0: torch.Tensor, input_ids: torch.Tensor,
-                   attention_mask: torch.Tensor) -> torch.Tensor:
-    """The mean squared error of the prediction (noise or velocity) at a random time step per image."""
+def denoising_loss(predict, objective: str, scheduler, x0: torch.Tensor) -> torch.Tensor:
+    """The mean squared error of ``predict(x_t, timestep)`` (noise or velocity) at a random time step per
+    sample: the loss of every denoiser of the book, on pixels here and on latents in
+    :mod:`text2image.models.latent`."""
     noise = torch.randn_like(x0)
     index = torch.randint(0, TRAIN_STEPS, (x0.shape[0],))
     x_t, timestep, target = noised(objective, scheduler, x0, noise, index)
-    return F.mse_loss(model(x_t, timestep, input_ids, attention_mask), target)
+    return F.mse_loss(predict(x_t, timestep), target)
+
+
+def diffusion_loss(model: PixelDenoiser, objective: str, scheduler, x0: torch.Tensor, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean squared error of the prediction (noise or velocity) at a random time step per image."""
+    return denoising_loss(lambda x_t, t: model(x_t, t, input_ids, attention_mask), objective, scheduler, x0)
 
 
 def ddpm_loss(model, scheduler, x0, input_ids, attention_mask) -> torch.Tensor:

@@ -28,7 +28,7 @@ same prompts and seed give the same images, whatever ran before.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -50,9 +50,12 @@ class Sampling:
     sampler: str | None = None
     steps: int = 20
     guidance: float = 3.0
+    # the samplers of each objective, and the default one (the latent-diffusion chapter's subclass has its own)
+    SAMPLERS: ClassVar[dict[str, tuple[str, ...]]] = SAMPLERS
+    DEFAULT_SAMPLER: ClassVar[dict[str, str]] = DEFAULT_SAMPLER
 
     def __post_init__(self):
-        known = sorted({s for kinds in SAMPLERS.values() for s in kinds})
+        known = sorted({s for kinds in self.SAMPLERS.values() for s in kinds})
         if self.sampler is not None and self.sampler not in known:
             raise SamplingError(f"unknown sampler {self.sampler!r}; the samplers are: {', '.join(known)}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
@@ -63,10 +66,12 @@ class Sampling:
 
     def for_objective(self, objective: str) -> "Sampling":
         """The same settings with the sampler named (the objective's default when it was ``None``)."""
-        sampler = self.sampler or DEFAULT_SAMPLER[objective]
-        if sampler not in SAMPLERS[objective]:
+        sampler = self.sampler or self.DEFAULT_SAMPLER[objective]
+        if sampler not in self.SAMPLERS[objective]:
+            kinds = self.SAMPLERS[objective]
+            choices = " or ".join(kinds) if len(kinds) < 3 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
             raise SamplingError(f"a model trained to predict the {'noise' if objective == 'epsilon' else 'velocity'} "
-                                f"samples with {' or '.join(SAMPLERS[objective])}, not {sampler}")
+                                f"samples with {choices}, not {sampler}")
         return replace(self, sampler=sampler)
 
     def as_dict(self) -> dict:
@@ -95,15 +100,23 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def guide(predict, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
+          null_states: torch.Tensor | None, null_mask: torch.Tensor | None, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance around ``predict(x, t, states, mask)``: ``uncond + s (cond - uncond)``, both
+    branches in one batch (empty captions first); at ``s = 1`` the conditional prediction alone (one forward
+    pass, the unconditional branch never computed). Every guided sampler of the book goes through here."""
+    if guidance == 1:
+        return predict(x, t, states, mask)
+    both = predict(torch.cat([x, x]), t, torch.cat([null_states, states]), torch.cat([null_mask, mask]))
+    uncond, cond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
 def guided_prediction(model: D.PixelDenoiser, x: torch.Tensor, t: torch.Tensor, states: torch.Tensor,
                       mask: torch.Tensor, null_states: torch.Tensor, null_mask: torch.Tensor,
                       guidance: float) -> torch.Tensor:
     """``uncond + s (cond - uncond)``; at ``s = 1`` the conditional prediction alone (one forward pass)."""
-    if guidance == 1:
-        return model.predict(x, t, states, mask)
-    both = model.predict(torch.cat([x, x]), t, torch.cat([null_states, states]), torch.cat([null_mask, mask]))
-    uncond, cond = both.chunk(2)
-    return uncond + guidance * (cond - uncond)
+    return guide(model.predict, x, t, states, mask, null_states, null_mask, guidance)
 
 
 @dataclass

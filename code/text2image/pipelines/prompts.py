@@ -15,19 +15,27 @@ class SamplingError(ValueError):
     """A sampler setting out of its range, or an empty prompt."""
 
 
-def encode_prompts(prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and masks (B, 32) of the prompts; an empty prompt or an unknown word is an error."""
+def encode_prompts(prompts: Sequence[str], tokenizer: T.ShapesTokenizer | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and masks (B, 32) of the prompts; an empty prompt, an unknown word or a prompt longer than
+    the encoders' 32 tokens is an error (never a silent truncation). ``tokenizer``: a saved copy of the world's
+    (a pipeline's component); by default the world's own."""
     if isinstance(prompts, str):
         raise SamplingError("pass a list of prompts, not one string")
     for k, prompt in enumerate(prompts):
         if not isinstance(prompt, str) or not prompt.strip():
             raise SamplingError(f"prompt {k} is empty: say what to draw, e.g. 'a red circle'")
-    T.tokenizer().check(list(prompts))  # the tokenizer's one-line error, naming the vocabulary
-    enc = T.encode(list(prompts))
+    if tokenizer is None:
+        T.tokenizer().check(list(prompts))  # the tokenizer's one-line error, naming the vocabulary
+        enc = T.encode(list(prompts))
+    else:
+        tokenizer.check(list(prompts))
+        enc = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=False, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 
 
-def null_captions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def null_captions(n: int, tokenizer: T.ShapesTokenizer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The empty caption ``[BOS] [EOS]`` (what dropped captions become in training), ``n`` times."""
-    enc = T.empty_caption(n)
+    enc = T.empty_caption(n) if tokenizer is None else T.empty_caption(n, tokenizer.model_max_length, tokenizer)
     return enc["input_ids"], enc["attention_mask"]

@@ -42,7 +42,7 @@ from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer, is_main_p
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
 RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip", "text2image.recipes.dalle",
-                                   "text2image.recipes.generative")
+                                   "text2image.recipes.generative", "text2image.recipes.latent")
 
 
 class UnknownRecipe(LookupError):
@@ -72,7 +72,10 @@ class Recipe:
     their digest, and loading refuses a checkpoint whose base has changed since.
     ``trainer``: the loop, a subclass of :class:`~text2image.train.Trainer` for a
     model that is not trained by one loss and one optimiser step (the GANs'
-    alternating steps); by default the Trainer itself.
+    alternating steps); by default the Trainer itself. ``export_takes_profile``:
+    ``export(model, profile)`` rather than ``export(model)``, for what is shipped
+    with other models of the profile (a latent-diffusion pipeline holds the
+    profile's VAE and text encoder beside the denoiser it trained).
     """
 
     name: str
@@ -84,9 +87,22 @@ class Recipe:
     export: Callable[[torch.nn.Module], torch.nn.Module] | None = None
     base: str | None = None
     trainer: type[Trainer] | None = None
+    export_takes_profile: bool = False
 
     def config(self, profile: str) -> TrainConfig:
         return profiles.pick(self.configs, profile)
+
+    def exported(self, model: torch.nn.Module, profile: str):
+        """What is shipped of ``model``, trained (or built) for ``profile``."""
+        if self.export is None:
+            return model
+        return self.export(model, profile) if self.export_takes_profile else self.export(model)
+
+    def parameters(self, shipped) -> int:
+        """The parameters of what is shipped (a pipeline's: those of its networks, all of them)."""
+        modules = [shipped] if isinstance(shipped, torch.nn.Module) else [
+            m for m in getattr(shipped, "components", {}).values() if isinstance(m, torch.nn.Module)]
+        return sum(p.numel() for m in modules for p in m.parameters())
 
 
 def register(recipe: Recipe) -> Recipe:
@@ -212,7 +228,7 @@ def _train(recipe: Recipe, profile: str, progress: bool, device: str | None) -> 
     if not trainer.is_main:  # one process writes the checkpoint
         trainer.accelerator.wait_for_everyone()
         return folder
-    shipped = recipe.export(trainer.model) if recipe.export else trainer.model
+    shipped = recipe.exported(trainer.model, profile)
     manifest: dict[str, Any] = {
         "name": name,
         "profile": profile,
@@ -224,7 +240,7 @@ def _train(recipe: Recipe, profile: str, progress: bool, device: str | None) -> 
         "data_seed": recipe.data_seed,
         "device": str(trainer.device),
         "processes": trainer.processes,
-        "parameters": sum(p.numel() for p in shipped.parameters()),
+        "parameters": recipe.parameters(shipped),
         "metrics": metrics,
     }
     if recipe.base:
@@ -303,9 +319,9 @@ def load_or_train(name: str, profile: str | None = None, progress: bool = True) 
     profile = profiles.check(profile) if profile else profiles.current()
     recipe = get(name)
     if _UNTRAINED.get():
-        model = recipe.build(profile)
-        model = recipe.export(model) if recipe.export else model
-        return model.eval(), {"name": name, "profile": profile, "untrained": True}
+        model = recipe.exported(recipe.build(profile), profile)
+        return (model.eval() if isinstance(model, torch.nn.Module) else model), \
+            {"name": name, "profile": profile, "untrained": True}
     folder, manifest = _usable(recipe, profile)
     if folder is None:
         # two kernels (the fr and en editions) never train the same model at once: the second waits,
@@ -326,5 +342,4 @@ def template(recipe: Recipe, profile: str) -> torch.nn.Module | None:
     class that loads itself with ``from_pretrained``)."""
     if recipe.model_class is not None:
         return None
-    model = recipe.build(profile)
-    return recipe.export(model) if recipe.export else model
+    return recipe.exported(recipe.build(profile), profile)

@@ -17,10 +17,11 @@ sizes, except for the number of evaluation images, which is cut to
 ``EVAL_IMAGES`` (the full gpu evaluation of 2,048 images per model would take
 most of the time and check nothing more about the recipe); likewise the
 DALL·E recipes tokenise ``TOKENISED`` training examples instead of their
-million, and the pixel-space generators judge ``SAMPLED`` validation prompts
-drawn in two sampling steps (:func:`small_data`).
+million (the latent-diffusion recipes encode as many), and the pixel-space and
+latent generators judge ``SAMPLED`` validation prompts drawn in two sampling
+steps (:func:`small_data`).
 
-The command checks all of them (21 recipes, about 13 minutes on 2 busy cores:
+The command checks all of them (21 recipes before the latent-diffusion chapter added 4, about 13 minutes on 2 busy cores:
 most of it is one full gpu batch through each model). The test suite checks
 one recipe per :func:`signature` (model class, network sizes, adversarial or
 not), which a test keeps complete: :data:`CI_SUBSET` with the gpu batch, and
@@ -54,7 +55,8 @@ CI_SUBSET = ("percept", "ae", "vae", "vqvae", "vqgan", "dvae", "vq-sweep/k4096",
 # gpu batch of 256 takes 165 s (dalle) and 46 s (dalle-mini) on 2 busy cores; shapes do not depend on the batch.
 # The four pixel-space generators (plain modules, each its own signature) likewise: their 28M-parameter UNet
 # and generator at the gpu batch of 256 would take minutes a step here.
-CI_SMALL_BATCH = ("dalle", "dalle-mini", "gan", "gan-sn", "ddpm", "flow-matching")
+# The latent-diffusion pipelines (a 42M-parameter UNet, a 43M-parameter DiT at the gpu size) likewise.
+CI_SMALL_BATCH = ("dalle", "dalle-mini", "gan", "gan-sn", "ddpm", "flow-matching", "ldm-unet", "ldm-dit")
 CI_BATCH = 8
 
 
@@ -64,7 +66,8 @@ def signature(name: str) -> tuple:
     recipe = recipes.get(name)
     extra = recipe.config(PROFILE).extra
     model = recipe.model_class.__name__ if recipe.model_class else f"{name} (plain module)"
-    return model, tuple(extra.get("channels", ())), extra.get("groups"), bool(extra.get("gan"))
+    return (model, tuple(extra.get("channels", ())), extra.get("groups"), bool(extra.get("gan")),
+            extra.get("denoiser"))
 
 
 @dataclass
@@ -107,6 +110,12 @@ def small_data(n: int = EVAL_IMAGES) -> Iterator[None]:
         cut(generative.VAL_PROMPTS, PROFILE, SAMPLED)
         cut(generative.VAL_LOSS_IMAGES, PROFILE, n)
         cut(generative.EVAL_SAMPLING, PROFILE, generative.EVAL_SAMPLING[PROFILE].but(steps=2))
+    latent = importlib.import_module("text2image.recipes.latent") if "ldm-unet" in recipes.load_all() else None
+    if latent is not None:  # the encoded examples, the val loss's latents, and two sampling steps
+        cut(latent.VAL_LOSS_IMAGES, PROFILE, n)
+        cut(latent.EVAL_SAMPLING, PROFILE, latent.EVAL_SAMPLING[PROFILE].but(steps=2))
+        for configs in latent.CONFIGS.values():
+            cut(configs[PROFILE].extra, "examples", TOKENISED)
     try:
         yield
     finally:
@@ -127,8 +136,13 @@ def _temporary_cache(folder: Path) -> Iterator[None]:
             os.environ[paths.CACHE_ENV] = before
 
 
-def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """Do two models hold the same weights (up to the fp16 of saved checkpoints)?"""
+def _same_outputs(a, b) -> bool:
+    """Do two models (or two pipelines, network by network) hold the same weights (up to the fp16 of saved
+    checkpoints)?"""
+    if not isinstance(a, torch.nn.Module):  # a pipeline: each of its networks
+        ca, cb = getattr(a, "components", {}), getattr(b, "components", {})
+        nets = [k for k, v in ca.items() if isinstance(v, torch.nn.Module)]
+        return bool(nets) and all(isinstance(cb.get(k), torch.nn.Module) and _same_outputs(ca[k], cb[k]) for k in nets)
     sa, sb = a.state_dict(), b.state_dict()
     if sa.keys() != sb.keys():
         return False
@@ -157,10 +171,11 @@ def check_recipe(name: str, folder: Path, batch_size: int | None = None) -> Resu
     loss = float(next(iter(_log_rows(folder / "run")), {}).get("loss", float("nan")))
     if not torch.isfinite(torch.tensor(loss)):
         raise FloatingPointError(f"{name}: the gpu recipe's first loss is {loss}")
-    shipped = recipe.export(trainer.model) if recipe.export else trainer.model
+    with recipes.untrained():  # what is shipped with the model (a pipeline's VAE and text encoder) untrained too
+        shipped = recipe.exported(trainer.model, PROFILE)
     manifest = {"name": name, "profile": PROFILE, "recipe": recipes.as_json(config), "steps": 1,
                 "train_seconds": round(trainer.seconds, 3), "samples_per_second": 0.0, "data_seed": recipe.data_seed,
-                "device": "cpu", "parameters": sum(p.numel() for p in shipped.parameters()), "metrics": metrics}
+                "device": "cpu", "parameters": recipe.parameters(shipped), "metrics": metrics}
     saved = checkpoints.save(shipped, folder / "checkpoint", manifest)
     loaded = checkpoints.load(recipe.model_class or torch.nn.Module, saved, model=recipes.template(recipe, PROFILE))
     if not _same_outputs(shipped, loaded):

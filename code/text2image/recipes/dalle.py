@@ -47,7 +47,7 @@ from text2image.evaluate import intervals, verdicts
 from text2image.models import dalle as D
 from text2image.pipelines import dalle as P
 from text2image.recipes import Recipe, checkpoint_folder, load_or_train, register
-from text2image.train import TrainConfig, pick_device
+from text2image.train import TrainConfig, epoch_batch, pick_device
 from text2image.world import splits
 from text2image.world.render import render
 from text2image.world.tensors import RESOLUTION, to_tensor
@@ -174,18 +174,9 @@ def tokenised_example(split: str, index: int, profile: str | None = None) -> dic
 
 # ----------------------------------------------------------------------------- batches and losses
 
-@functools.lru_cache(maxsize=4)
-def _permutation(n: int, epoch: int, seed: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def batch_indices(step: int, batch_size: int, n: int, seed: int = DATA_SEED) -> np.ndarray:
     """The examples of step ``step``: the ``step``-th slice of a fresh permutation each epoch."""
-    per_epoch = n // batch_size
-    if per_epoch < 1:
-        raise ValueError(f"{n} examples do not fill a batch of {batch_size}")
-    epoch, k = divmod(step, per_epoch)
-    return _permutation(n, epoch, seed)[k * batch_size:(k + 1) * batch_size]
+    return epoch_batch(step, batch_size, n, seed)
 
 
 def make_batch(tokens: dict[str, torch.Tensor], step: int, batch_size: int, drop_caption: float,

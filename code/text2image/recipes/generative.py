@@ -47,7 +47,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -55,7 +55,9 @@ import torch
 from text2image import checkpoints, profiles
 from text2image import text as T
 from text2image.evaluate import benchmark as B
-from text2image.evaluate import intervals, verdicts
+from text2image.evaluate import intervals
+from text2image.evaluate.monitor import (EVAL_SEED, VAL_PROMPTS, VAL_SAMPLES, category_shares, draws,  # noqa: F401
+                                        pixel_spread, val_prompts, val_scores, world_draws)
 from text2image.models import diffusion as D
 from text2image.models import gan as G
 from text2image.pipelines import diffusion as P
@@ -64,16 +66,13 @@ from text2image.recipes import Recipe, checkpoint_folder, load_or_train, registe
 from text2image.train import TrainConfig, Trainer, pick_device, read_log, split_batch
 from text2image.world import splits
 from text2image.world.render import render
-from text2image.world.tensors import RESOLUTION, prompt_renders, to_tensor
+from text2image.world.tensors import RESOLUTION, to_tensor
 
 GANS = ("gan", "gan-sn")
 DIFFUSION = {"ddpm": "epsilon", "flow-matching": "velocity"}
 NAMES = (*GANS, *DIFFUSION)
 DATA_SEED = 17
-EVAL_SEED = 1717
 DROP_CAPTION = 0.1  # share of captions replaced by the empty one in the diffusion recipes (guidance needs some)
-VAL_PROMPTS = {"smoke": 4, "cpu": 48, "gpu": 256}  # validation prompts of the monitoring, a quarter per kind
-VAL_SAMPLES = 2                                    # images per validation prompt (diversity needs two)
 VAL_LOSS_IMAGES = {"smoke": 16, "cpu": 256, "gpu": 1024}  # validation images of the diffusion models' val_loss
 EVAL_SAMPLING = {"smoke": P.Sampling(steps=2), "cpu": P.Sampling(steps=20), "gpu": P.Sampling(steps=50)}
 
@@ -137,9 +136,7 @@ def make_batch(step: int, batch_size: int, drop_caption: float = 0.0,
     enc = T.encode([e.caption.text for e in examples])
     ids, mask = enc["input_ids"], enc["attention_mask"]
     if drop_caption:
-        dropped = torch.from_numpy(np.random.default_rng([seed, step]).random(batch_size) < drop_caption)
-        null = T.empty_caption(1)
-        ids[dropped], mask[dropped] = null["input_ids"][0], null["attention_mask"][0]
+        T.drop_captions(ids, mask, np.random.default_rng([seed, step]).random(batch_size) < drop_caption)
     return to_tensor(images), ids, mask
 
 
@@ -223,67 +220,7 @@ class GanTrainer(Trainer):
 
 
 # ----------------------------------------------------------------------------- monitoring on val
-
-@functools.lru_cache(maxsize=8)
-def val_prompts(n: int) -> tuple[str, ...]:
-    """``n`` distinct validation captions, a quarter of each kind (one object, counting, two objects listed,
-    a relation): the kinds the benchmark's categories are read from."""
-    kinds = (("single", None), ("count", None), ("list", 2), ("relation", 2))
-    per_kind = max(1, n // len(kinds))
-    found: dict[tuple, list[str]] = {k: [] for k in kinds}
-    index = 0
-    while any(len(v) < per_kind for v in found.values()):
-        example = splits.example("val", index)
-        prompt = example.prompt
-        for kind, objects in kinds:
-            box = found[(kind, objects)]
-            if (prompt.kind == kind and (objects is None or len(prompt.specs) == objects)
-                    and len(box) < per_kind and example.caption.text not in box):
-                box.append(example.caption.text)
-        index += 1
-    return tuple(p for box in found.values() for p in box)
-
-
-def pixel_spread(images: np.ndarray) -> np.ndarray:
-    """Per prompt, the mean absolute pixel difference (in [0, 1]) between two of its images: (P, N, H, W, 3) -> (P,)."""
-    x = images.astype(np.float32) / 255.0
-    n = x.shape[1]
-    if n < 2:
-        return np.zeros(len(x))
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    return np.mean([np.abs(x[:, i] - x[:, j]).mean(axis=(1, 2, 3)) for i, j in pairs], axis=0)
-
-
-def world_draws(prompts: Sequence[str], n: int, seed: int = EVAL_SEED) -> np.ndarray:
-    """``n`` world renders of each prompt (new scenes each): (P, n, 32, 32, 3)."""
-    return np.stack([prompt_renders(list(prompts), seed + 1000 * k) for k in range(n)], axis=1)
-
-
-def draws(generate: Callable, prompts: Sequence[str], n: int, seed: int) -> np.ndarray:
-    """``n`` images of each prompt, one call per draw (seeds ``seed .. seed + n - 1``): (P, n, 32, 32, 3)."""
-    return np.stack([B.check_images(generate(list(prompts), seed + k), prompts) for k in range(n)], axis=1)
-
-
-def category_shares(judged: Sequence[verdicts.Verdict]) -> dict[str, float]:
-    """The share of each benchmark category's checks that pass, for the categories the verdicts have."""
-    out = {}
-    for category in verdicts.CATEGORIES:
-        checks = [v.checks[category] for v in judged if category in v.checks]
-        if checks:
-            out[category] = float(np.mean(checks))
-    return out
-
-
-def val_scores(generate: Callable, profile: str) -> dict[str, float]:
-    """The monitoring: per-category shares, the share of correct images, and the diversity of the draws of a
-    prompt relative to the world's (1: as varied as the world; 0: one image per prompt, mode collapse)."""
-    prompts = list(val_prompts(profiles.pick(VAL_PROMPTS, profile)))
-    images = draws(generate, prompts, VAL_SAMPLES, EVAL_SEED)
-    judged = verdicts.score_batch([p for p in prompts for _ in range(VAL_SAMPLES)], images.reshape(-1, 32, 32, 3))
-    world = pixel_spread(world_draws(prompts, VAL_SAMPLES))
-    return {**{f"val_{k}": v for k, v in category_shares(judged).items()},
-            "val_correct": float(np.mean([B.correct(v) for v in judged])),
-            "val_diversity": float(pixel_spread(images).mean() / max(world.mean(), 1e-9))}
+# (the functions live in text2image.evaluate.monitor, which the latent-diffusion recipes share)
 
 
 @functools.lru_cache(maxsize=4)
