@@ -40,6 +40,15 @@ def test_measured_table(monkeypatch):
     assert "| un neurone | deux nuages | 3 | 2 |" in text and "50,0\u202f%" in text and "1,0 × 10⁻¹⁰" in text
 
 
+def test_measured_table_gives_the_test_accuracy_its_interval(monkeypatch):
+    monkeypatch.setenv("TEXT2IMAGE_LANG", "fr")
+    X, y = nn.blobs(40, seed=0)
+    model = nn.Neuron()
+    h = nn.train(model, X, y, steps=2, lr=0.1)
+    text = charts.measured([("neuron", "blobs", model, h, 0.995, None)], n_test=1000).data
+    assert "exactitude (test, %)" in text and "| 99,5 (98,8\u2060–\u206099,8) |" in text
+
+
 @pytest.mark.parametrize("value, lang, text", [
     (3.24e-11, "fr", "3,2 × 10⁻¹¹"), (3.24e-11, "en", "3.2 × 10⁻¹¹"),
     (9.96e-5, "en", "1.0 × 10⁻⁴"), (2.5, "en", "2.5"), (12345.0, "fr", "1,2 × 10⁴"),

@@ -30,3 +30,12 @@ def test_the_palette_fits_the_column_at_9_pt(monkeypatch):
     assert min(sizes) >= plots.MIN_TEXT_PT and width <= plots.COLUMN_PX
     assert plots.text_on_page(min(sizes), fig.dpi, width) >= plots.MIN_TEXT_PT
     plots.plt.close(fig)
+
+
+def test_the_oracle_table_gives_each_share_its_interval(monkeypatch):
+    monkeypatch.setenv("TEXT2IMAGE_LANG", "en")
+    accuracy = {32: {"clean": 1.0, **{name: 0.99 for name in charts.degrade.DEGRADATIONS}}}
+    text = charts.oracle_table(accuracy, 2000, 500).data
+    assert "| 32 px (%) |" in text
+    assert "clean image (2,000 scenes) | 100.00 (99.81\u2060–\u2060100.00) |" in text
+    assert charts.oracle_interval(0.99, 500, 1) == "99.0 (97.7\u2060–\u206099.6)"

@@ -90,8 +90,14 @@ def check_french_typography(doc: Document, root: Path) -> None:
 CAPTIONS = ("fig-cap", "tbl-cap", "fig-alt")
 # What a text template leaves behind when nothing filled it: {NB}, {VALUE}, {name}. Braces in prose are never
 # meant for the reader; attribute blocks ({#sec-a}, {.callout-note}, {python}) and maths are not prose.
-PLACEHOLDER = re.compile(r"(?<![\\\w^])\{[A-Za-z_][A-Za-z0-9_]*\}")  # not a LaTeX argument: \mathbf{w}, _{x}, ^{T}
+PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+LATEX_ARGUMENT = re.compile(r"(\\[A-Za-z]+|[_^])$")  # what may precede a LaTeX argument: \mathbf{w}, _{x}, ^{T}
 DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
+
+
+def _placeholder(line: str):
+    """The first ``{name}`` of ``line`` that is no LaTeX argument, glued to a word or not (``courbes{NB}``)."""
+    return next((m for m in PLACEHOLDER.finditer(line) if not LATEX_ARGUMENT.search(line[:m.start()])), None)
 
 
 def check_placeholders(doc: Document, root: Path) -> None:
@@ -110,7 +116,7 @@ def check_placeholders(doc: Document, root: Path) -> None:
         else:
             continue
         for number, line in lines:
-            hit = PLACEHOLDER.search(line)
+            hit = _placeholder(line)
             if hit:
                 raise BookError(f"{where(doc.path, number, root)}: an unfilled template field {hit.group()!r} "
                                 f"would reach the reader: ...{line[max(0, hit.start() - 30):hit.end() + 10]}...")

@@ -168,21 +168,30 @@ def name(key: str) -> str:
     return lang.tr(*NAMES[key])
 
 
-def measured(rows):
+def measured(rows, n_test: int | None = None):
     """The chapter's closing table, one row per ``(model_key, problem_key, model, history, test_accuracy, gradient_error)``.
 
-    ``gradient_error`` may be ``None`` (no check on that run).
+    ``gradient_error`` may be ``None`` (no check on that run). With ``n_test``, the size of every test set,
+    the test accuracy (a share estimated on a sample) comes with its 95 % Wilson interval, in percent.
     """
-    from text2image.tables import markdown_table, scientific
+    from text2image.evaluate import intervals
+    from text2image.tables import interval, markdown_table, scientific
+
+    def on_test(accuracy: float) -> str:
+        if n_test is None:
+            return lang.percent(accuracy)
+        share = intervals.share(round(accuracy * n_test), n_test)
+        return interval({"p": share.p, "lo": share.lo, "hi": share.hi})
 
     headers = [lang.tr("modèle", "model"), lang.tr("problème", "problem"), lang.tr("paramètres", "parameters"),
                lang.tr("pas", "steps"), lang.tr("perte finale", "final loss"),
                lang.tr("exactitude (entraînement)", "accuracy (training)"),
-               lang.tr("exactitude (test)", "accuracy (test)"),
+               lang.tr("exactitude (test)", "accuracy (test)") if n_test is None
+               else lang.tr("exactitude (test, %)", "accuracy (test, %)"),
                lang.tr("erreur relative du gradient", "gradient relative error")]
     body = [[name(m), name(p), lang.integer(model.n_parameters()), lang.integer(h.steps),
              lang.number(h.loss[-1], 4),
-             lang.percent(h.accuracy[-1]), lang.percent(test),
+             lang.percent(h.accuracy[-1]), on_test(test),
              "–" if error is None else scientific(error, 1)]
             for m, p, model, h, test, error in rows]
     return markdown_table(headers, body, align="llrrrrrr")

@@ -240,16 +240,26 @@ def degradation_name(name: str) -> str:
     return lang.tr(*DEGRADATION_NAMES[name])
 
 
+def oracle_interval(fraction: float, n: int, digits: int = 2) -> str:
+    """A share of ``n`` scenes read back exactly, in percent with its 95 % Wilson interval: ``99.90 (99.64–99.97)``."""
+    from text2image.evaluate import intervals
+    from text2image.tables import interval
+
+    share = intervals.share(round(fraction * n), n)
+    return interval({"p": share.p, "lo": share.lo, "hi": share.hi}, digits)
+
+
 def oracle_table(accuracy: Mapping[int, Mapping[str, float]], n_clean: int, n_degraded: int):
-    """Markdown table: oracle accuracy per condition (rows) and resolution (columns)."""
+    """Markdown table: oracle accuracy per condition (rows) and resolution (columns), in percent with its
+    95 % Wilson interval."""
     resolutions_ = sorted(accuracy)
-    headers = [lang.tr("condition", "condition")] + [f"{r} px" for r in resolutions_]
+    headers = [lang.tr("condition", "condition")] + [f"{r} px (%)" for r in resolutions_]
     rows = []
     for name in ["clean", *degrade.DEGRADATIONS]:
         n = n_clean if name == "clean" else n_degraded
         label = lang.tr(*DEGRADATION_NAMES[name])
         label += lang.tr(f" ({lang.integer(n)} scènes)", f" ({lang.integer(n)} scenes)")
-        rows.append([label] + [lang.percent(accuracy[r][name], 2) for r in resolutions_])
+        rows.append([label] + [oracle_interval(accuracy[r][name], n) for r in resolutions_])
     return markdown_table(headers, rows)
 
 
