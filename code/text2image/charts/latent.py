@@ -18,6 +18,7 @@ import torch
 
 from text2image import lang
 from text2image.charts import generative as G
+from text2image.charts.diagrams import traced
 from text2image.evaluate import intervals
 from text2image.plots import show_image, subplots
 from text2image.tables import interval, markdown_table
@@ -108,10 +109,6 @@ def space(pipe) -> dict:
 
 # ----------------------------------------------------------------------------- the two denoisers
 
-def _traced(stages, run) -> list[tuple[str, tuple[int, ...]]]:
-    return G._traced(stages, run)
-
-
 def shapes_table(unet_pipe, dit_pipe):
     """The shapes a tensor takes through the pipeline: the text encoder, then each denoiser, then the VAE's
     decoder, read by running them once on one prompt."""
@@ -122,7 +119,7 @@ def shapes_table(unet_pipe, dit_pipe):
     device = unet_pipe.denoiser.device
     ids, mask = (t.to(device) for t in encode_prompts(["a red circle to the left of a blue square"]))
     rows += [(lang.tr("texte", "text"), lang.tr("légende → états des jetons", "caption → token states"), shape)
-             for _, shape in _traced([("text", unet_pipe.text_encoder)],
+             for _, shape in traced([("text", unet_pipe.text_encoder)],
                                      lambda: unet_pipe.text_encoder(input_ids=ids, attention_mask=mask))]
     states = L.encode_text(unet_pipe.text_encoder, ids, mask)
     x = torch.zeros(1, *unet_pipe.latent_shape, device=device)
@@ -133,7 +130,7 @@ def shapes_table(unet_pipe, dit_pipe):
     stages += [(f"{lang.tr('montée', 'up')} {k} ({type(b).__name__})", b) for k, b in enumerate(unet.up_blocks, 1)]
     stages.append((lang.tr("sortie", "output"), unet.conv_out))
     rows += [("UNet", name, shape) for name, shape in
-             _traced(stages, lambda: L.predict(unet, x, torch.tensor(500, device=device), states, mask))]
+             traced(stages, lambda: L.predict(unet, x, torch.tensor(500, device=device), states, mask))]
     dit = dit_pipe.transformer
     stages = [(lang.tr("découpage en jetons", "patches → tokens"), dit.pos_embed),
               (lang.tr("légende → largeur du DiT", "caption → DiT width"), dit.caption_projection)]
@@ -141,11 +138,12 @@ def shapes_table(unet_pipe, dit_pipe):
                if k in (1, len(dit.transformer_blocks))]
     stages.append((lang.tr("sortie", "output"), dit.proj_out))
     d_states = L.encode_text(dit_pipe.text_encoder, ids, mask)
-    traced = _traced(stages, lambda: L.predict(dit, x, torch.tensor(500, device=device), d_states, mask))
-    traced[-1] = (traced[-1][0], tuple(dit_pipe.latent_shape))  # proj_out gives patches; the output is unpatched
-    rows += [("DiT", name, shape) for name, shape in traced]
+    dit_shapes = traced(stages, lambda: L.predict(dit, x, torch.tensor(500, device=device), d_states, mask))
+    # proj_out gives patches; the output is unpatched
+    dit_shapes[-1] = (dit_shapes[-1][0], tuple(dit_pipe.latent_shape))
+    rows += [("DiT", name, shape) for name, shape in dit_shapes]
     rows += [("VAE", lang.tr("latent → image", "latent → image"), shape)
-             for _, shape in _traced([("decoder", unet_pipe.vae.decoder)], lambda: unet_pipe.decode(x))]
+             for _, shape in traced([("decoder", unet_pipe.vae.decoder)], lambda: unet_pipe.decode(x))]
     body = [[net, name, " × ".join(str(d) for d in shape)] for net, name, shape in rows]
     return markdown_table([lang.tr("réseau", "network"), lang.tr("étape", "stage"), lang.tr("forme", "shape")],
                           body, align="llr")
