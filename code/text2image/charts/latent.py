@@ -38,7 +38,7 @@ SAMPLER_NAMES = {"ddim": ("DDIM", "DDIM"), "euler": ("Euler", "Euler"), "dpm": (
 SAMPLER_COLOURS = {"ddim": "#377eb8", "euler": "#4daf4a", "dpm": "#ff7f00", "ddpm": "#984ea3"}
 OBJECTIVE_NAMES = {"epsilon": ("la prédiction du bruit de DDPM", "DDPM's noise prediction"),
                    "velocity": ("la prédiction de la vitesse du *flow matching*", "flow matching's velocity prediction")}
-# The goals for the shipped model (colours, two-object presence; position as a goal), and the
+# What the chapter asks of the shipped model (colours, two-object presence; position as a goal), and the
 # pipeline's speed against a bare loop.
 GOALS = {"colours": 0.95, "two_objects": 0.80, "position": 0.80}
 THROUGHPUT_GOAL = 0.95

@@ -300,6 +300,16 @@ class Generator:
     def generate(self) -> Callable[[list[str], int], np.ndarray]:
         return self.make()
 
+    @classmethod
+    def of_checkpoint(cls, name: str, profile: str, make: Callable[[], Callable[[list[str], int], np.ndarray]],
+                      settings: dict) -> "Generator":
+        """The generator of a recipe's checkpoint, trained first if it is missing (the cache key's digest is
+        that of the weights used), its results cached in the checkpoint folder."""
+        folder = recipes.checkpoint_folder(name, profile)
+        if not (folder / checkpoints.MANIFEST).is_file():
+            recipes.load_or_train(name, profile)
+        return cls(name, make, folder, settings)
+
 
 GENERATORS: dict[str, Callable[[str], Generator]] = {}
 # Modules whose import registers generators (each generative chapter adds its own).

@@ -363,10 +363,8 @@ def settings(name: str, sampling: P.Sampling | None = None, profile: str | None 
 def generator(name: str, profile: str | None = None, sampling: P.Sampling | None = None) -> B.Generator:
     """A benchmark generator for ``name`` (its model is loaded only if the result is not cached)."""
     profile = profiles.check(profile) if profile else profiles.current()
-    if not (checkpoint_folder(name, profile) / checkpoints.MANIFEST).is_file():
-        load_or_train(name, profile)  # the cache key's digest is that of the weights used
-    return B.Generator(name, lambda: pipeline(name, profile, sampling), checkpoint_folder(name, profile),
-                       settings(name, sampling, profile))
+    return B.Generator.of_checkpoint(name, profile, lambda: pipeline(name, profile, sampling),
+                                     settings(name, sampling, profile))
 
 
 for _name in NAMES:
