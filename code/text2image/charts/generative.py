@@ -18,12 +18,11 @@ from text2image import lang
 from text2image.charts.diagrams import traced
 from text2image.evaluate import intervals
 from text2image.models import diffusion as D
-from text2image.plots import show_image, subplots, wrap
+from text2image.plots import MIN_TEXT_PT, WIDTH, show_image, subplots, wrap
 from text2image.tables import interval, markdown_table
 from text2image.world.tensors import to_uint8
 
-WIDTH = 6.8  # inches: the column at the figures' 110 dpi
-SMALL = 9    # the smallest font size of the chapter's figures
+SMALL = MIN_TEXT_PT  # the smallest font size of the chapter's figures
 
 MODEL_NAMES = {"gan": ("GAN", "GAN"), "gan-sn": ("GAN + normalisation spectrale", "GAN + spectral norm"),
                "ddpm": ("DDPM", "DDPM"), "flow-matching": ("flow matching", "flow matching")}

@@ -20,11 +20,10 @@ from text2image import lang
 from text2image.charts import generative as G
 from text2image.charts.diagrams import traced
 from text2image.evaluate import intervals
-from text2image.plots import show_image, subplots
+from text2image.plots import MIN_TEXT_PT, WIDTH, show_image, subplots, wrap
 from text2image.tables import interval, markdown_table
 
-WIDTH = 6.8  # inches: the column at the figures' 110 dpi
-SMALL = 9    # the smallest font size of the chapter's figures
+SMALL = MIN_TEXT_PT  # the smallest font size of the chapter's figures
 
 MODEL_NAMES = {"ldm-unet": ("UNet", "UNet"), "ldm-dit": ("DiT", "DiT"),
                "ldm-unet-twins-clip": ("UNet + CLIP à jumeaux", "UNet + twins CLIP"),
@@ -465,8 +464,6 @@ def dalle_table(latent: tuple[str, Mapping], dalle: tuple[str, Mapping]):
 def scheduler_samples(pipe, prompts: Sequence[str], samplers: Sequence[str], steps: int, guidance: float,
                       seed: int = 0):
     """The same prompts and noise drawn with each scheduler: one row per scheduler, one column per prompt."""
-    from text2image.plots import wrap
-
     fig, axes = subplots(len(samplers), len(prompts), figsize=(WIDTH, 1.45 * len(samplers) + 0.6), squeeze=False)
     for r, sampler in enumerate(samplers):
         images = pipe.with_scheduler(sampler)(list(prompts), num_inference_steps=steps, guidance_scale=guidance,
