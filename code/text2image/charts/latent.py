@@ -197,7 +197,7 @@ def _component_note(name: str, component, d: Mapping) -> str:
 
 
 def bad_input_table(pipe) -> "Markdown":
-    """Each bad input of the issue and the one-line error the pipeline gives it (shortened to the column)."""
+    """Each bad input the pipeline refuses and the one-line error the pipeline gives it (shortened to the column)."""
     from text2image.pipelines.prompts import SamplingError
 
     good = dict(prompt=["a red circle"], num_inference_steps=2, guidance_scale=3.0)
@@ -372,7 +372,7 @@ def levers_table(results: Mapping[str, Mapping], probes: Mapping[str, float], te
 # ----------------------------------------------------------------------------- side by side
 
 def goals(results: Mapping[str, Mapping], name: str) -> dict:
-    """The issue's goals for the shipped model ``name``: colours, two objects and position, met or not."""
+    """What the chapter asks of the shipped model ``name``: colours, two objects and position, met or not."""
     out = {}
     for category, target in GOALS.items():
         s = results[name]["categories"][category]
