@@ -21,10 +21,12 @@ and ``unet/`` or ``transformer/``, under 10 MB in fp16):
   front of it as often as the rest.
 
 **The objective** is one constant, :data:`OBJECTIVE`, for every recipe: the one
-the pixel-space chapter found better. When these recipes were written its
-models were not trained yet; the constant holds DDPM's noise prediction until
-that chapter's benchmark (``ddpm`` against ``flow-matching``) decides, and the
-chapter says which it is and why.
+the pixel-space chapter found better, flow matching's velocity. With the same
+network, data and budget, ``flow-matching`` drew the asked colour several times
+as often as ``ddpm`` on that chapter's validation prompts and benchmark sweeps,
+and its one-step estimate of the image is far closer at low signal-to-noise
+ratio (:func:`text2image.recipes.generative.estimate_error`);
+:func:`objective_evidence` gives the whole-benchmark results the chapter shows.
 
 **Data.** The first ``examples`` training examples (and, for the twins
 recipe, their relation twins), encoded once by ``vae-long`` into latents
@@ -84,7 +86,7 @@ VAE = "vae-long"  # the latent space: the autoencoders chapter's VAE, trained on
 # The training objective of every recipe: "epsilon" (DDPM's noise) or "velocity" (flow matching's). The
 # chapter sets it from the GAN / diffusion / flow-matching chapter's measurements (its benchmark of ddpm
 # against flow-matching, same network and budget): those models were not trained when this was written.
-OBJECTIVE = "epsilon"
+OBJECTIVE = "velocity"
 RECIPES = {
     "ldm-unet": dict(denoiser="unet", text_encoder="clip", twin_batches=False),
     "ldm-dit": dict(denoiser="dit", text_encoder="clip", twin_batches=False),
