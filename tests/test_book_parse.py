@@ -174,6 +174,10 @@ def test_unknown_chapter_name(tmp_path):
     ("Une liste : deux.", "before ':'"),
     ("Vraiment ?", "before '?'"),
     ("Il dit « oui\u00a0».", "after «"),
+    ("Un taux de 12 %.", "before '%'"),
+    ("Un taux de `{python} share` %.", "before '%'"),  # the number an inline expression writes is a word
+    ("Le réglage `steps` : vingt.", "before ':'"),
+    ("Une échelle $s$ : trois.", "before ':'"),
 ])
 def test_french_prose_wants_no_break_spaces(tmp_path, prose, words):
     fr = "# A {#sec-a}\n\n" + prose + "\n" + GOOD[13:]

@@ -60,13 +60,16 @@ def check_references(lang: str, docs: list[Document], root: Path) -> None:
 
 NBSP = "\u00a0"
 MATH = re.compile(r"\$[^$\n]*\$")
-# A plain space where French typography wants a no-break one: before ; : ! ? » and after «.
-FRENCH_SPACE = re.compile(r"(?<=\S) (?=[;:!?»])|(?<=«) ")
+# A plain space where French typography wants a no-break one: before ; : ! ? » % and after «.
+FRENCH_SPACE = re.compile(r"(?<=\S) (?=[;:!?»%])|(?<=«) ")
 
 
 def check_french_typography(doc: Document, root: Path) -> None:
-    """In French prose and captions, the space before ; : ! ? » and after « must not break (U+00A0 or U+202F)."""
-    from text2image.book.qmd import mask
+    """In French prose and captions, the space before ; : ! ? » % and after « must not break (U+00A0 or U+202F).
+
+    A code span counts as a word (``{python} share`` then `` %``: the number the reader sees is followed by a
+    breaking space), so spans are filled with a letter, not blanked."""
+    from text2image.book.qmd import CODE_SPAN, mask
 
     for cell in doc.cells:
         if cell.kind == "code":
@@ -74,7 +77,8 @@ def check_french_typography(doc: Document, root: Path) -> None:
             continue
         if cell.kind != "markdown":
             continue
-        text = MATH.sub(lambda m: " " * len(m.group()), mask(cell.source, fenced=cell.fenced_lines))
+        text = mask(cell.source, code_spans=False, fenced=cell.fenced_lines)
+        text = CODE_SPAN.sub(lambda m: "x" * len(m.group()), MATH.sub(lambda m: "x" * len(m.group()), text))
         for offset, (line, original) in enumerate(zip(text.split("\n"), cell.source.split("\n"))):
             if line.lstrip().startswith(":::"):
                 continue  # a fenced div, not prose
