@@ -77,5 +77,11 @@ def test_summary_right_pairs_versus_shuffled():
     assert good["overall"] == 1.0 and good["mg1"] == 1.0 and good["relation"] == 1.0
     bad = E.summary(E.score_batch(captions[1:] + captions[:1], images))
     assert bad["overall"] < 0.5
+    # the overall gets the benchmark's interval: around the same mean, open below a perfect score, tighter with more images
+    shares = [E.overall_share(good), E.overall_share(bad)]
+    assert [s["p"] for s in shares] == pytest.approx([good["overall"], bad["overall"]])
+    assert shares[0]["lo"] < 1.0 == shares[0]["hi"] and shares[1]["lo"] < bad["overall"] < shares[1]["hi"]
+    fewer = E.overall_share(E.summary(E.score_batch(captions[1:51] + captions[:1], images[:51])))
+    assert fewer["hi"] - fewer["lo"] > shares[1]["hi"] - shares[1]["lo"]
     with pytest.raises(ValueError):
         E.score_batch(captions[:3], images[:2])

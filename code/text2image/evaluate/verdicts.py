@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from text2image.evaluate import intervals
 from text2image.world import captions as C
 from text2image.world import oracle
 from text2image.world.scene import Object, holds
@@ -141,3 +142,10 @@ def summary(verdicts: Sequence[Verdict]) -> dict[str, float | int | None]:
     out["relation"] = sum(related) / len(related) if related else None
     out["n_relation"] = len(related)
     return out
+
+
+def overall_share(summed: dict) -> dict:
+    """The ``overall`` of a :func:`summary` with its 95 % interval, as the benchmark gives its own
+    (:func:`intervals.mean_of` of each category's Wilson interval)."""
+    return intervals.mean_of([intervals.share(round(summed[c] * summed[f"n_{c}"]), summed[f"n_{c}"])
+                              for c in CATEGORIES if summed[f"n_{c}"]])
