@@ -45,7 +45,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], ali
 def interval(share, digits: int = 1) -> str:
     """``95.3 (93.1–96.9)``: a share in percent and its 95 % interval (a mapping with ``p``, ``lo``, ``hi``);
     word joiners keep the interval on one line."""
-    if share is None:
+    if share is None or share.get("n") == 0:
         return "–"  # nothing to measure (e.g. no image where both objects of a relation were found)
     p, lo, hi = (lang.number(100 * share[k], digits) for k in ("p", "lo", "hi"))
     return f"{p} ({lo}\u2060–\u2060{hi})"

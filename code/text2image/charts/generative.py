@@ -380,6 +380,17 @@ def leader(results: Mapping[str, Mapping], category: str, naming=None) -> dict:
             "last": naming(ranked[-1]), "last_share": share_text(share(results[ranked[-1]], category))}
 
 
+def readings_leader(readings: Mapping[str, Mapping], reading: str) -> dict:
+    """:func:`leader` on a colour reading (``colour``, ``both_colours``, ``relation``) of each model."""
+    return leader({name: {"categories": r} for name, r in readings.items()}, reading)
+
+
+def failure_share(result: Mapping, kind: str) -> intervals.Share:
+    """The share of a model's failed benchmark images whose first failure is ``kind`` (e.g. ``missing``)."""
+    counts = result["failures"]
+    return intervals.share(counts.get(kind, 0), sum(counts.values()))
+
+
 def tie_words(found: Mapping) -> str:
     """What a leader's interval says about the others, as a clause: "ahead of the others" or "tied with X"."""
     if found["tied"]:
@@ -522,20 +533,23 @@ def comparison_table(results: Mapping[str, Mapping], manifests: Mapping[str, Map
     return markdown_table(headers, [[label, *cells] for label, cells in rows])
 
 
-def reference_table(results: Mapping[str, Mapping]):
-    """Each model against the naive reference of the calibration (ANCHORS.md), on the measures it reported."""
+def reference_table(results: Mapping[str, Mapping], readings: Mapping[str, Mapping]):
+    """Each model against the naive reference of the calibration (ANCHORS.md), on the measures it reported, which
+    read colour alone (:mod:`text2image.evaluate.readings`); then the benchmark's colours, which want the shape too."""
     ref = REFERENCE
     measures = [
         (lang.tr("couleur, un objet", "colour, one object"), lang.percent(ref["colours"][0] / ref["colours"][1], 0),
-         lambda r: interval(r["categories"]["colours"])),
+         lambda name: interval(readings[name]["colour"])),
         (lang.tr("les deux couleurs, deux objets", "both colours, two objects"), lang.percent(ref["both_colours"], 0),
-         lambda r: interval(r["categories"]["colour_attribution"])),
-        (lang.tr("relation juste, objets présents", "relation right, both present"),
-         lang.percent(ref["left_right"], 0), lambda r: interval(r["relation"])),
+         lambda name: interval(readings[name]["both_colours"])),
+        (lang.tr("relation juste, deux couleurs présentes", "relation right, both colours present"),
+         lang.percent(ref["left_right"], 0), lambda name: interval(readings[name]["relation"])),
+        (lang.tr("couleur et forme, un objet (banc d'essai)", "colour and shape, one object (benchmark)"), "–",
+         lambda name: interval(results[name]["categories"]["colours"])),
     ]
     headers = [lang.tr("mesure", "measure"), lang.tr("référence naïve", "naive reference"),
                *(short_name(n) for n in results)]
-    body = [[label, reference, *(value(r) for r in results.values())] for label, reference, value in measures]
+    body = [[label, reference, *(value(n) for n in results)] for label, reference, value in measures]
     return markdown_table(headers, body)
 
 

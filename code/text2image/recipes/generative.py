@@ -56,6 +56,7 @@ from text2image import checkpoints, profiles
 from text2image import text as T
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import intervals
+from text2image.evaluate import readings as colour_readings
 from text2image.evaluate.monitor import (EVAL_SEED, VAL_PROMPTS, VAL_SAMPLES, category_shares, draws,  # noqa: F401
                                         pixel_spread, val_prompts, val_scores, world_draws)
 from text2image.models import diffusion as D
@@ -380,6 +381,14 @@ def benchmark(name: str, profile: str | None = None, sampling: P.Sampling | None
                        progress, frechet, **(part or {}))
 
 
+def readings(name: str, profile: str | None = None, progress: bool = False) -> dict:
+    """The benchmark's images of one generator read by colour alone (:mod:`text2image.evaluate.readings`),
+    default sampler, cached in its checkpoint folder."""
+    gen = generator(name, profile)
+    return colour_readings.readings(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder,
+                                    gen.settings, progress)
+
+
 def steps_sweep(name: str, sampler: str | None = None, values: Sequence[int] | None = None,
                 profile: str | None = None) -> list[tuple[int, dict]]:
     """``(steps, benchmark of SWEEP_PART)`` for each number of sampling steps (the profile's list for the sampler),
@@ -624,7 +633,8 @@ def recipes_json(name: str, profile: str) -> dict:
 
 def precompute(profile: str | None = None, progress: bool = True) -> None:
     """Every measurement the chapter reads from its caches, in the order the chapter reads them: the
-    diversity of each model, the sampling sweeps, the four benchmarks and the throughput against a bare loop.
+    diversity of each model, the sampling sweeps, the four benchmarks, their colour readings and the throughput
+    against a bare loop.
     At the cpu size this is hours of sampling on one thread (the two full benchmarks of the diffusion models
     most of it); run it once, with the thread count of the chapter's kernels, before rendering:
     ``OMP_NUM_THREADS=1 python -c "from text2image.recipes import generative as R; R.precompute('cpu')"``."""
@@ -650,6 +660,10 @@ def precompute(profile: str | None = None, progress: bool = True) -> None:
         started = time.perf_counter()
         benchmark(name, profile, progress=progress)
         report(f"{name}: benchmark ({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in NAMES:
+        started = time.perf_counter()
+        readings(name, profile, progress=progress)
+        report(f"{name}: colour readings ({time.perf_counter() - started:.0f} s)", flush=True)
     for name in NAMES:
         throughput_cached(name, profile)
         report(f"{name}: throughput measured", flush=True)
