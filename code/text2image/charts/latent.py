@@ -381,27 +381,14 @@ def goals(results: Mapping[str, Mapping], name: str) -> dict:
 
 
 def objective_words(evidence: Mapping[str, Mapping], chosen: str) -> dict:
-    """What the pixel-space chapter's benchmark says of the two objectives, against the one the recipes use:
-    its overall score for each, whether their intervals overlap, and a clause that says which the measurement
-    favours (or that it does not tell them apart) and whether the recipes follow it."""
+    """The words the prose needs about the two objectives: the pixel-space chapter's overall score for each,
+    the one it favours (``better``), whether their intervals overlap (``margin``) and the recipes' own."""
     by_objective = {"epsilon": evidence["ddpm"]["overall"], "velocity": evidence["flow-matching"]["overall"]}
     better = max(by_objective, key=lambda k: by_objective[k]["p"])
     a, b = by_objective["epsilon"], by_objective["velocity"]
     tied = a["lo"] <= b["hi"] and b["lo"] <= a["hi"]
-    name = objective_name(better)
-    if tied:
-        verdict = lang.tr(f"la mesure ne les départage pas, et ces recettes gardent {objective_name(chosen)}",
-                          f"the measurement does not tell them apart, and these recipes keep {objective_name(chosen)}")
-    elif better == chosen:
-        verdict = lang.tr(f"la meilleure est {name}, que ces recettes suivent",
-                          f"the better is {name}, which these recipes follow")
-    else:
-        verdict = lang.tr(f"la meilleure est {name}, alors que ces recettes utilisent encore l'autre cible (la "
-                          f"constante R.OBJECTIVE est à changer avant de les réentraîner)",
-                          f"the better is {name}, while these recipes still use the other target (the constant "
-                          f"R.OBJECTIVE is to be changed before they are retrained)")
-    return {"ddpm": share_text(a), "flow": share_text(b), "better": name, "tied": tied, "chosen": objective_name(chosen),
-            "follows": better == chosen or tied, "verdict": lang.Text(verdict),
+    return {"ddpm": share_text(a), "flow": share_text(b), "better": objective_name(better), "tied": tied,
+            "chosen": objective_name(chosen),
             "margin": lang.tr("à égalité, aux intervalles près" if tied else "au-delà des intervalles",
                               "tied, within the intervals" if tied else "beyond the intervals")}
 
