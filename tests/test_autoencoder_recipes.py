@@ -191,3 +191,23 @@ def test_count_confusions_filters_by_size_and_shapes():
     assert reconstruction.count_confusions(rows) == 8
     assert reconstruction.count_confusions(rows, "small", "cross", "diamond") == 5
     assert reconstruction.count_confusions(rows, truth="cross") == 7
+
+
+def test_a_check_without_error_still_shows_on_the_log_scale_of_the_continued_curves():
+    """A misread share of 0 has no place on a log axis: it is drawn on the bottom edge, not dropped."""
+    import matplotlib.pyplot as plt
+
+    from text2image.charts import autoencoders as charts
+
+    def rows(agreements):
+        return [{"step": 400 * (k + 1), "oracle_agreement": a, "psnr": 30.0 + k} for k, a in enumerate(agreements)]
+
+    evals = {name: rows([0.9, 0.99]) for name in R.LONG.values()}
+    evals.update({name: rows([0.995, 1.0]) for name in R.LONG})
+    fig = charts.continued_curves(evals, {name: 800 for name in R.LONG})
+    ax = fig.axes[0]
+    bottom = ax.get_ylim()[0]
+    edge = [line for line in ax.lines if line.get_marker() == "v"]
+    assert len(edge) == len(R.LONG)  # one perfect check per continuation
+    assert all(line.get_ydata()[0] == bottom and line.get_xdata()[0] == 800 + 800 for line in edge)
+    plt.close(fig)

@@ -328,9 +328,11 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
     model and of its continuation, on one step axis.
 
     ``evals`` holds the evaluations of the bases of :data:`R.LONG` and of their ``-long`` runs;
-    ``first_steps`` the step at which each continuation started. A check without any error has no point.
+    ``first_steps`` the step at which each continuation started. A log scale has no zero: a check without
+    any misread scene is drawn as a downward triangle on the panel's bottom edge.
     """
     fig, axes = subplots(1, 2, figsize=(WIDTH, 4.4))
+    perfect = []  # (step, colour) of the checks without an error
     for long, base in R.LONG.items():
         for name, offset, style in ((base, 0, "o-"), (long, first_steps[long], "s--")):
             rows = evals[name]
@@ -339,9 +341,15 @@ def continued_curves(evals: Mapping[str, list[dict]], first_steps: Mapping[str, 
             misread = [100 * (1 - r["oracle_agreement"]) or np.nan for r in rows]
             axes[0].plot(steps, misread, style, **kw)
             axes[1].plot(steps, [r["psnr"] for r in rows], style, **kw)
+            perfect += [(step, MODEL_COLOURS[name]) for step, m in zip(steps, misread) if np.isnan(m)]
         for ax in axes:
             ax.axvline(first_steps[long], color="0.8", linewidth=1.0, zorder=0)
     axes[0].set_yscale("log")
+    if perfect:
+        bottom = axes[0].get_ylim()[0]
+        axes[0].set_ylim(bottom=bottom)
+        for step, colour in perfect:
+            axes[0].plot([step], [bottom], "v", color=colour, markersize=7, clip_on=False, zorder=5)
     axes[0].axhline(100 * (1 - TARGETS["oracle"]), color="0.4", linestyle=":", linewidth=1.2)
     axes[0].set_ylabel(lang.tr("scènes mal relues par l'oracle (%)", "scenes the oracle misreads (%)"),
                        fontsize=10)
