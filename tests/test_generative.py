@@ -341,11 +341,18 @@ def test_sweeps_and_diversity_are_cached_per_setting(trained, project):
     assert steps_ == [0, 2, 4] and len(images) == 3 and images[0].shape == (32, 32, 3) and levels[-1] == 0
 
 
-def test_the_throughput_command_compares_the_recipe_with_a_bare_loop(trained, project):
+def test_the_throughput_command_compares_the_recipe_with_a_bare_loop(trained, project, monkeypatch):
     for name in ("gan", "ddpm"):
         measured = R.throughput(name, "smoke", steps=2, warmup=1)
         assert measured["recipe_seconds"] > 0 and measured["bare_seconds"] > 0
         assert measured["ratio"] == pytest.approx(measured["recipe_seconds"] / measured["bare_seconds"])
+    # the two loops take turns: a load that comes and goes weighs on both
+    order, bare = [], R._bare_steps
+    monkeypatch.setattr(R.Trainer, "fit", lambda self, *a, fit=R.Trainer.fit, **k: (order.append("recipe"),
+                                                                                  fit(self, *a, **k))[1])
+    monkeypatch.setattr(R, "_bare_steps", lambda *a: (order.append("bare"), bare(*a))[1])
+    R.throughput("ddpm", "smoke", steps=2, warmup=1, rounds=3)
+    assert order == ["recipe", "bare"] * 3
 
 
 def test_shipped_checkpoints_reproduce_their_manifest(monkeypatch):

@@ -580,10 +580,13 @@ def _bare_steps(name: str, profile: str, batches: list, steps: int) -> list[floa
     return times
 
 
-def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2) -> dict[str, float]:
+def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: int = 2,
+               rounds: int = 3) -> dict[str, float]:
     """Median seconds per training step of the recipe (its Trainer) and of a bare PyTorch loop, on the same
-    model, loss and pre-made batches, one after the other in this process, on the device the code picks
-    (bf16 on CUDA for both, as the Trainer does); ``ratio`` = recipe / bare."""
+    model, loss and pre-made batches, on the device the code picks (bf16 on CUDA for both, as the Trainer
+    does); ``ratio`` = recipe / bare. The two loops take turns, ``rounds`` times each (``warmup`` steps of
+    every turn left out), so that a load that changes during the measurement, another training on the
+    other core, weighs on both alike instead of on the one that happened to run under it."""
     from text2image import recipes
 
     profile = profiles.check(profile) if profile else profiles.current()
@@ -592,21 +595,24 @@ def throughput(name: str, profile: str | None = None, steps: int = 8, warmup: in
     model_ = recipe.build(profile)
     loss_fn, batch_fn, _ = recipe.task(model_, profile)
     batches = [batch_fn(s) for s in range(min(4, warmup + steps))]
-    with tempfile.TemporaryDirectory(prefix="t2i-throughput-") as temp:
-        short = replace(config, steps=warmup + steps, eval_every=0, checkpoint_every=10 ** 9, log_every=1)
-        trainer = (recipe.trainer or Trainer)(model_, loss_fn, lambda s: batches[s % len(batches)], short,
-                                             Path(temp) / "run")
-        trainer.fit(progress=False)
-        seconds = [r["seconds"] for r in read_log(Path(temp) / "run")]
-    recipe_steps = np.diff([0.0, *seconds])[warmup:]
-    bare = _bare_steps(name, profile, batches, warmup + steps)[warmup:]
+    short = replace(config, steps=warmup + steps, eval_every=0, checkpoint_every=10 ** 9, log_every=1)
+    recipe_steps, bare = [], []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="t2i-throughput-") as temp:
+            trainer = (recipe.trainer or Trainer)(model_, loss_fn, lambda s: batches[s % len(batches)], short,
+                                                 Path(temp) / "run")
+            trainer.fit(progress=False)
+            seconds = [r["seconds"] for r in read_log(Path(temp) / "run")]
+        recipe_steps += list(np.diff([0.0, *seconds])[warmup:])
+        bare += _bare_steps(name, profile, batches, warmup + steps)[warmup:]
     r, b = statistics.median(recipe_steps), statistics.median(bare)
     return {"recipe_seconds": r, "bare_seconds": b, "ratio": r / b, "batch_size": config.batch_size,
             "recipe_images_per_second": config.batch_size / r, "bare_images_per_second": config.batch_size / b,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "rounds": rounds}
 
 
-THROUGHPUT_STEPS = {"smoke": (2, 1), "cpu": (8, 2), "gpu": (8, 2)}  # (measured steps, warm-up steps) per loop
+THROUGHPUT_STEPS = {"smoke": (2, 1), "cpu": (8, 2), "gpu": (8, 2)}  # (measured steps, warm-up steps) per turn
+THROUGHPUT_ROUNDS = {"smoke": 1, "cpu": 3, "gpu": 3}  # turns of each loop
 
 
 def throughput_cached(name: str, profile: str | None = None, steps: int | None = None,
@@ -616,13 +622,14 @@ def throughput_cached(name: str, profile: str | None = None, steps: int | None =
     profile = profiles.check(profile) if profile else profiles.current()
     default_steps, default_warmup = profiles.pick(THROUGHPUT_STEPS, profile)
     steps, warmup = steps or default_steps, warmup or default_warmup
+    rounds = profiles.pick(THROUGHPUT_ROUNDS, profile)
     key = {"version": CACHE_VERSION, "profile": profile, "threads": torch.get_num_threads(), "steps": steps,
-           "warmup": warmup, "config": recipes_json(name, profile)}
+           "warmup": warmup, "rounds": rounds, "config": recipes_json(name, profile)}
     folder = checkpoint_folder(name, profile)
     if not (folder / checkpoints.MANIFEST).is_file():
         load_or_train(name, profile)
     return checkpoints.cached_result(folder, checkpoints.result_name("throughput", key), key,
-                                     lambda: throughput(name, profile, steps, warmup))
+                                     lambda: throughput(name, profile, steps, warmup, rounds))
 
 
 def recipes_json(name: str, profile: str) -> dict:
@@ -672,11 +679,12 @@ def precompute(profile: str | None = None, progress: bool = True) -> None:
 def throughput_main() -> int:
     """``python -m text2image bench generative-throughput``: each recipe of the chapter against a bare loop."""
     profile = profiles.current()
+    (steps, warmup), rounds = profiles.pick(THROUGHPUT_STEPS, profile), profiles.pick(THROUGHPUT_ROUNDS, profile)
     print(f"training step of each recipe against a bare PyTorch loop (profile {profile}, "
-          f"{torch.get_num_threads()} threads; medians of 8 steps after 2):")
+          f"{torch.get_num_threads()} threads; medians of {rounds} turns of {steps} steps after {warmup}):")
     worst = 0.0
     for name in NAMES:
-        m = throughput(name, profile)
+        m = throughput(name, profile, steps, warmup, rounds)
         worst = max(worst, m["ratio"])
         print(f"  {name:<14} recipe {1000 * m['recipe_seconds']:8.1f} ms  bare {1000 * m['bare_seconds']:8.1f} ms  "
               f"ratio {m['ratio']:.3f}  ({m['recipe_images_per_second']:.0f} images/s, batch {m['batch_size']})")
