@@ -38,4 +38,4 @@ def test_the_oracle_table_gives_each_share_its_interval(monkeypatch):
     text = charts.oracle_table(accuracy, 2000, 500).data
     assert "| 32 px (%) |" in text
     assert "clean image (2,000 scenes) | 100.00 (99.81\u2060–\u2060100.00) |" in text
-    assert charts.oracle_interval(0.99, 500, 1) == "99.0 (97.7\u2060–\u206099.6)"
+    assert charts.share_interval(0.99, 500, 1) == "99.0 (97.7\u2060–\u206099.6)"

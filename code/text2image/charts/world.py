@@ -240,8 +240,9 @@ def degradation_name(name: str) -> str:
     return lang.tr(*DEGRADATION_NAMES[name])
 
 
-def oracle_interval(fraction: float, n: int, digits: int = 2) -> str:
-    """A share of ``n`` scenes read back exactly, in percent with its 95 % Wilson interval: ``99.90 (99.64–99.97)``."""
+def share_interval(fraction: float, n: int, digits: int = 2) -> str:
+    """A share of ``n`` trials (scenes read back exactly, scenes with a collision), in percent with its 95 % Wilson
+    interval: ``99.90 (99.64–99.97)``."""
     from text2image.evaluate import intervals
     from text2image.tables import interval
 
@@ -259,7 +260,7 @@ def oracle_table(accuracy: Mapping[int, Mapping[str, float]], n_clean: int, n_de
         n = n_clean if name == "clean" else n_degraded
         label = lang.tr(*DEGRADATION_NAMES[name])
         label += lang.tr(f" ({lang.integer(n)} scènes)", f" ({lang.integer(n)} scenes)")
-        rows.append([label] + [oracle_interval(accuracy[r][name], n) for r in resolutions_])
+        rows.append([label] + [share_interval(accuracy[r][name], n) for r in resolutions_])
     return markdown_table(headers, rows)
 
 
