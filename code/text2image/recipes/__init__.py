@@ -42,7 +42,8 @@ from text2image.train import EVAL_JSON, LOG_CSV, TrainConfig, Trainer, is_main_p
 REGISTRY: dict[str, "Recipe"] = {}
 # Modules whose import registers recipes (each model chapter adds its own).
 RECIPE_MODULES: tuple[str, ...] = ("text2image.recipes.autoencoders", "text2image.recipes.clip", "text2image.recipes.dalle",
-                                   "text2image.recipes.generative", "text2image.recipes.latent")
+                                   "text2image.recipes.generative", "text2image.recipes.latent",
+                                   "text2image.recipes.tokencompose")
 
 
 class UnknownRecipe(LookupError):

@@ -116,6 +116,12 @@ def small_data(n: int = EVAL_IMAGES) -> Iterator[None]:
         cut(latent.EVAL_SAMPLING, PROFILE, latent.EVAL_SAMPLING[PROFILE].but(steps=2))
         for configs in latent.CONFIGS.values():
             cut(configs[PROFILE].extra, "examples", TOKENISED)
+    tokencompose = importlib.import_module("text2image.recipes.tokencompose") if "tc-both" in recipes.load_all() \
+        else None
+    if tokencompose is not None:  # the encoded examples with their masks, and the validation examples
+        cut(tokencompose.VAL_GROUNDING, PROFILE, n)
+        for configs in tokencompose.CONFIGS.values():
+            cut(configs[PROFILE].extra, "examples", TOKENISED)
     try:
         yield
     finally:
