@@ -211,24 +211,28 @@ def _encode(autoencoder, examples: Sequence[splits.Example], chunk: int = 512) -
     return {"latents": torch.cat(latents).to(torch.float16).contiguous(), "text": torch.cat(text).to(torch.uint8)}
 
 
-@functools.lru_cache(maxsize=8)
-def _latents(split: str, n: int, twin_batches: bool, profile: str, digest: str) -> dict[str, torch.Tensor]:
-    folder = latents_folder(profile)
+def stored_tensors(folder: Path, tag: str, key: str, digest: str, split: str, compute) -> dict[str, torch.Tensor]:
+    """``compute()``'s tensors, kept as ``<tag>-<key>.safetensors`` in a latents folder (git-ignored), computed
+    once however many processes ask (a lock per tag), replacing the files of an older key of the same tag."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".gitignore").write_text("# a cache, rebuilt from the autoencoder's weights: never committed\n*\n")
-    tag = f"{split}-{n}{'-twins' if twin_batches else ''}"
-    key = _latents_key(split, n, twin_batches, digest)
     path = folder / f"{tag}-{key}.safetensors"
     with FileLock(str(folder / f"{tag}.lock")):  # two processes (two recipes) encode once
         if not path.is_file():
-            tensors = _encode(vae(profile), training_examples(split, n, twin_batches))
             temp = path.with_suffix(".tmp")
-            save_file(tensors, str(temp), metadata={"key": key, "vae_weights": digest, "split": split})
+            save_file(compute(), str(temp), metadata={"key": key, "vae_weights": digest, "split": split})
             os.replace(temp, path)
             for old in folder.glob(f"{tag}-*.safetensors"):
                 if old != path:
                     old.unlink()
     return load_file(str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _latents(split: str, n: int, twin_batches: bool, profile: str, digest: str) -> dict[str, torch.Tensor]:
+    return stored_tensors(latents_folder(profile), f"{split}-{n}{'-twins' if twin_batches else ''}",
+                          _latents_key(split, n, twin_batches, digest), digest, split,
+                          lambda: _encode(vae(profile), training_examples(split, n, twin_batches)))
 
 
 def latents(split: str, n: int, profile: str | None = None, twin_batches: bool = False) -> dict[str, torch.Tensor]:

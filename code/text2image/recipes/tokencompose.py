@@ -77,7 +77,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -85,8 +84,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from filelock import FileLock
-from safetensors.torch import load_file, save_file
 
 from text2image import checkpoints, profiles
 from text2image import text as T
@@ -276,22 +273,9 @@ def _encode(autoencoder, examples: Sequence[splits.Example], chunk: int = 512) -
 
 @functools.lru_cache(maxsize=8)
 def _grounded(split: str, start: int, n: int, profile: str, digest: str) -> dict[str, torch.Tensor]:
-    folder = grounded_folder(profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".gitignore").write_text("# a cache, rebuilt from the autoencoder's weights: never committed\n*\n")
-    tag = f"grounded-{split}-{start}-{n}"
-    key = _grounded_key(split, start, n, digest)
-    path = folder / f"{tag}-{key}.safetensors"
-    with FileLock(str(folder / f"{tag}.lock")):  # two recipes trained at once encode once
-        if not path.is_file():
-            tensors = _encode(R.vae(profile), multi_object_examples(split, start, n))
-            temp = path.with_suffix(".tmp")
-            save_file(tensors, str(temp), metadata={"key": key, "vae_weights": digest, "split": split})
-            os.replace(temp, path)
-            for old in folder.glob(f"{tag}-*.safetensors"):
-                if old != path:
-                    old.unlink()
-    return load_file(str(path))
+    return R.stored_tensors(grounded_folder(profile), f"grounded-{split}-{start}-{n}",
+                            _grounded_key(split, start, n, digest), digest, split,
+                            lambda: _encode(R.vae(profile), multi_object_examples(split, start, n)))
 
 
 def grounded_data(split: str, start: int, n: int, profile: str | None = None) -> dict[str, torch.Tensor]:
