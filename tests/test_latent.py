@@ -313,6 +313,18 @@ def test_latents_are_cached_once_keyed_by_the_vaes_weights(project):
     assert not any(torch.equal(row, null) for row in ids) and torch.equal(mask, (ids != 0).long())
 
 
+def test_a_new_key_replaces_only_its_own_tags_older_files(tmp_path):
+    """The plain set's tag "train-8" is a prefix of the twins set's "train-8-twins": writing one must not
+    delete the other (a bare glob "train-8-*" did)."""
+    store = lambda tag, key: R.stored_tensors(tmp_path, tag, key, "d", "train",  # noqa: E731
+                                              lambda: {"x": torch.zeros(1)})
+    store("train-8-twins", "a" * 12)
+    store("train-8", "b" * 12)
+    store("train-8", "c" * 12)  # a newer key of the plain set
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [
+        f"train-8-{'c' * 12}.safetensors", f"train-8-twins-{'a' * 12}.safetensors"]
+
+
 # ----------------------------------------------------------------------------- recipes
 
 def test_the_recipes_share_data_steps_batch_and_objective_and_differ_by_one_thing_each():

@@ -58,6 +58,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -223,7 +224,8 @@ def stored_tensors(folder: Path, tag: str, key: str, digest: str, split: str, co
             save_file(compute(), str(temp), metadata={"key": key, "vae_weights": digest, "split": split})
             os.replace(temp, path)
             for old in folder.glob(f"{tag}-*.safetensors"):
-                if old != path:
+                # only this tag's older keys: "train-128000-*" also matches "train-128000-twins-<key>"
+                if old != path and re.fullmatch(rf"{re.escape(tag)}-[0-9a-f]{{12}}\.safetensors", old.name):
                     old.unlink()
     return load_file(str(path))
 
