@@ -250,6 +250,51 @@ def test_images_without_words_are_left_out_of_the_mean():
     assert TC.token_loss([half], [[TC.WordMask(1, TOP)], []]).item() == pytest.approx(0.25)
 
 
+def loop_losses(maps, targets, per_head=False):
+    """The losses as the paper states them, one image and one word at a time: the reference the batched
+    tensor code must equal."""
+    token = pixel = 0.0
+    for m in maps:
+        a = m.per_head().float()
+        rows = []
+        for b, words in enumerate(targets):
+            terms = [(1 - (a[b, h, :, w.token] * TC.resize_mask(w.mask, m.resolution).flatten()).sum()
+                      / a[b, h, :, w.token].sum()) ** 2 for w in words for h in range(a.shape[1])]
+            if terms:
+                rows.append(torch.stack(terms).mean())
+        token = token + torch.stack(rows).mean()
+    for (_, resolution), group in TC._grouped(maps).items():
+        a = torch.stack([m.per_head() for m in group], dim=1).float()
+        a = a if per_head else a.mean(dim=(1, 2), keepdim=True)
+        rows = [torch.stack([TC.bce(a[b][..., w.token], TC.resize_mask(w.mask, resolution).flatten())
+                             for w in words]).mean() for b, words in enumerate(targets) if words]
+        pixel = pixel + torch.stack(rows).mean()
+    return token, pixel
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_batched_losses_equal_the_loop_over_images_and_words(per_head):
+    g = torch.Generator().manual_seed(3)
+    batch, heads, tokens = 4, 2, 6
+
+    def random_map(side, layer, block):
+        probs = torch.softmax(torch.randn((batch * heads, side * side, tokens), generator=g), dim=-1)
+        return A.AttentionMap(layer, block, side, side, heads, probs.requires_grad_())
+
+    maps = [random_map(2, "mid_block", "mid"), random_map(4, "up.0", "up"), random_map(4, "up.1", "up")]
+    mask = lambda: torch.rand((32, 32), generator=g) > 0.7  # noqa: E731
+    targets = [[TC.WordMask(2, mask()), TC.WordMask(5, mask())], [], [TC.WordMask(1, mask())],
+               [TC.WordMask(3, mask()), TC.WordMask(1, mask()), TC.WordMask(4, mask())]]
+    expected = loop_losses(maps, targets, per_head)
+    found = (TC.token_loss(maps, targets), TC.pixel_loss(maps, targets, per_head))
+    for e, f in zip(expected, found):
+        torch.testing.assert_close(f, e)
+    grads = torch.autograd.grad(sum(found), [m.probs for m in maps])
+    reference = torch.autograd.grad(sum(expected), [m.probs for m in maps])
+    for f, e in zip(grads, reference):
+        torch.testing.assert_close(f, e)
+
+
 # ----------------------------------------------------------------------------- words and masks of the world
 
 def first_example(kind):

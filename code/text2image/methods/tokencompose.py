@@ -94,14 +94,41 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (area > 0).float()
 
 
-def _targets(words: list[WordMask], resolution: tuple[int, int], tokens: int, device):
-    """Token indices (n,) and masks flattened to the grid (n, H x W) of one image's words."""
-    beyond = [w.token for w in words if not 0 <= w.token < tokens]
+class _Batch(NamedTuple):
+    """A batch's targets on one grid, padded to its most words: ``index`` (B, W) token indices (0 where
+    padded), ``masks`` (B, HW, W) float, ``valid`` (B, W) float, ``used`` (B,) bool (images with a word)."""
+    index: torch.Tensor
+    masks: torch.Tensor
+    valid: torch.Tensor
+    used: torch.Tensor
+
+
+def _batch_targets(targets: Sequence[list[WordMask]], resolution: tuple[int, int], tokens: int, device) -> _Batch:
+    """Every image's words at once: the losses then run as tensor operations, not a Python loop per image."""
+    beyond = [w.token for words in targets for w in words if not 0 <= w.token < tokens]
     if beyond:
         raise GroundingError(f"token(s) {beyond} are past the {tokens} tokens of the attention maps")
-    index = torch.tensor([w.token for w in words], device=device)
-    masks = torch.stack([resize_mask(w.mask, resolution).flatten() for w in words]).to(device)
-    return index, masks
+    width = max(len(words) for words in targets)
+    flat = [w for words in targets for w in words]
+    grids = F.interpolate(torch.stack([w.mask for w in flat])[:, None].float(), size=resolution, mode="area")
+    grids = (grids[:, 0] > 0).float().flatten(1)  # (words, HW): resize_mask on all masks in one call
+    index = torch.zeros(len(targets), width, dtype=torch.long)
+    masks = torch.zeros(len(targets), width, grids.shape[1])
+    valid = torch.zeros(len(targets), width)
+    k = 0
+    for b, words in enumerate(targets):
+        n = len(words)
+        index[b, :n] = torch.tensor([w.token for w in words], dtype=torch.long)
+        masks[b, :n] = grids[k:k + n]
+        valid[b, :n] = 1
+        k += n
+    return _Batch(index.to(device), masks.transpose(1, 2).to(device), valid.to(device), (valid.sum(1) > 0).to(device))
+
+
+def _columns(a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The maps' columns of each image's words: ``a`` [B, ..., HW, T] -> [B, ..., HW, W]."""
+    shape = (a.shape[0],) + (1,) * (a.dim() - 2) + (index.shape[1],)
+    return torch.gather(a, -1, index.view(shape).expand(*a.shape[:-1], index.shape[1]))
 
 
 def _grouped(maps: Sequence[AttentionMap]) -> dict:
@@ -124,28 +151,33 @@ def token_loss(maps: Sequence[AttentionMap], targets: Sequence[list[WordMask]]) 
     when no image has a word)."""
     _check_batch(maps, targets)
     total = maps[0].probs.new_zeros((), dtype=torch.float32)
+    if not any(targets):
+        return total
+    batches: dict = {}
     for m in maps:  # summed over the layers of each group and over the groups: over all layers
-        a = m.per_head()  # [B, heads, HW, T]
-        per_image = []
-        for b, words in enumerate(targets):
-            if not words:
-                continue
-            index, masks = _targets(words, m.resolution, a.shape[-1], a.device)
-            column = a[b][:, :, index].float()                                # [heads, HW, n]
-            inside = (column * masks.T[None]).sum(dim=1) / column.sum(dim=1)  # [heads, n]
-            per_image.append(((1 - inside) ** 2).mean())
-        if per_image:
-            total = total + torch.stack(per_image).mean()
+        a = m.per_head().float()  # [B, heads, HW, T]
+        if m.resolution not in batches:  # one set of targets per grid
+            batches[m.resolution] = _batch_targets(targets, m.resolution, a.shape[-1], a.device)
+        t = batches[m.resolution]
+        column = _columns(a, t.index)                                         # [B, heads, HW, W]
+        inside = (column * t.masks[:, None]).sum(dim=2) / column.sum(dim=2)  # [B, heads, W]
+        squared = ((1 - inside) ** 2 * t.valid[:, None]).sum(dim=(1, 2))
+        per_image = squared / (a.shape[1] * t.valid.sum(1)).clamp(min=1)     # mean over heads and words
+        total = total + per_image[t.used].mean()  # over the images that have a word
     return total
 
 
 def bce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy in float32, logs floored at -100 as ``BCELoss`` does; written out because
     ``F.binary_cross_entropy`` refuses to run under CUDA autocast (the gpu profile's bf16)."""
+    return _bce_terms(probs, target).mean()
+
+
+def _bce_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = probs.float().clamp(0, 1)  # softmax rounding may pass 1
     inside = torch.log(p).clamp(min=-100)
     outside = torch.log1p(-p).clamp(min=-100)
-    return -(target * inside + (1 - target) * outside).mean()
+    return -(target * inside + (1 - target) * outside)
 
 
 def pixel_loss(maps: Sequence[AttentionMap], targets: Sequence[list[WordMask]],
@@ -154,18 +186,17 @@ def pixel_loss(maps: Sequence[AttentionMap], targets: Sequence[list[WordMask]],
     word masks, averaged over pixels and words, summed over groups."""
     _check_batch(maps, targets)
     total = maps[0].probs.new_zeros((), dtype=torch.float32)
+    if not any(targets):
+        return total
     for (_, resolution), group in _grouped(maps).items():
         a = torch.stack([m.per_head() for m in group], dim=1).float()  # [B, layers, heads, HW, T]
         if not per_head:
             a = a.mean(dim=(1, 2), keepdim=True)
-        per_image = []
-        for b, words in enumerate(targets):
-            if not words:
-                continue
-            index, masks = _targets(words, resolution, a.shape[-1], a.device)
-            per_image.append(bce(a[b][..., index], masks.T))  # [layers, heads, HW, n] against [HW, n]
-        if per_image:
-            total = total + torch.stack(per_image).mean()
+        t = _batch_targets(targets, resolution, a.shape[-1], a.device)
+        terms = _bce_terms(_columns(a, t.index), t.masks[:, None, None])  # [B, layers, heads, HW, W]
+        summed = (terms * t.valid[:, None, None, None]).sum(dim=(1, 2, 3, 4))
+        per_image = summed / (terms[0, ..., 0].numel() * t.valid.sum(1)).clamp(min=1)
+        total = total + per_image[t.used].mean()  # over the images that have a word
     return total
 
 
