@@ -5,6 +5,7 @@ exit (also after an error); the losses on hand-made maps with known values, the 
 masks, and one clear error for each bad input."""
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 
+from text2image import pretrained
 from text2image.methods import attention as A
 from text2image.methods import tokencompose as TC
 from text2image.models import latent as L
@@ -293,6 +295,26 @@ def test_batched_losses_equal_the_loop_over_images_and_words(per_head):
     reference = torch.autograd.grad(sum(expected), [m.probs for m in maps])
     for f, e in zip(grads, reference):
         torch.testing.assert_close(f, e)
+
+
+def test_sd14s_layout_is_read_on_the_meta_device_without_a_weight():
+    """The student's [1, 4096, 320] is the input of SD 1.4's first cross-attention layer, not a map."""
+    unet = pretrained.sd14_unet()
+    assert sum(p.numel() for p in unet.parameters()) == pytest.approx(pretrained.SD14["parameters"]["denoiser"],
+                                                                      rel=0.01)
+    shapes = A.layer_shapes(unet, pretrained.SD14["tokens"])
+    assert Counter((s.block, s.grid[0]) for s in shapes) == {
+        ("down", 64): 2, ("down", 32): 2, ("down", 16): 2, ("mid", 8): 1, ("up", 16): 3, ("up", 32): 3, ("up", 64): 3}
+    first = shapes[0]
+    assert (first.hidden, first.context, first.maps) == ((1, 4096, 320), (1, 77, 768), (8, 4096, 77))
+    assert {s.heads for s in shapes} == {8} and shapes[6].hidden == (1, 64, 1280)
+
+
+def test_layer_shapes_of_the_project_unet(project):
+    shapes = A.layer_shapes(project, TOKENS)
+    assert [s.maps for s in shapes] == [(s.heads, s.grid[0] * s.grid[1], TOKENS) for s in shapes]
+    assert all(s.hidden[:2] == (1, s.grid[0] * s.grid[1]) and s.context == (1, TOKENS, TEXT_WIDTH) for s in shapes)
+    assert not any(isinstance(p, A.Recorder) for p in project.attn_processors.values())
 
 
 # ----------------------------------------------------------------------------- words and masks of the world

@@ -341,3 +341,21 @@ def test_the_generators_are_registered_and_the_ablation_rows_hold_numbers(traine
 
     assert run(["generate", FINE_TUNE], PROFILE) == 0
     assert capsys.readouterr().out.startswith(f"{FINE_TUNE} (profile smoke")
+
+
+def test_the_maps_of_a_sampling_run_follow_each_step_and_leave_the_image_unchanged(trained):
+    pipe, _ = trained
+    prompt, before = "a red circle to the left of a blue square", processor_types(pipe.unet)
+    seen = A.sampling_maps(pipe, prompt, steps=3, guidance=3.0, seed=5)
+    plain = pipe(prompt, num_inference_steps=3, guidance_scale=3.0, generator=torch.Generator().manual_seed(5),
+                 output_type="uint8").images[0]
+    assert np.abs(seen.image.astype(int) - plain.astype(int)).max() <= 1  # float tolerance, then uint8
+    assert len(seen.maps) == len(seen.timesteps) == 3 and processor_types(pipe.unet) == before
+    groups = {(s.block, s.grid) for s in A.layer_shapes(pipe.unet, T.MAX_LENGTH)}
+    for step in seen.maps:
+        assert set(step) == groups
+        for (_, (h, w)), m in step.items():
+            assert m.shape == (h, w, T.MAX_LENGTH)
+            np.testing.assert_allclose(m.sum(axis=-1), 1.0, rtol=1e-4)  # a distribution over the tokens
+    words = T.encode([prompt])["attention_mask"][0]
+    assert all(np.all(m[..., words.numpy() == 0] < 1e-6) for step in seen.maps for m in step.values())  # pads

@@ -215,6 +215,22 @@ SD14 = {"resolution": 512, "latent_shape": (64, 64, 4), "scaling_factor": 0.1821
         "train_steps": 1000, "beta_schedule": "scaled_linear", "heads": 8}
 
 
+# SD 1.4's UNet configuration where it differs from UNet2DConditionModel's defaults (its unet/config.json; the
+# block types, two layers per block and 32 norm groups are the defaults; "attention_head_dim" 8 is, in diffusers'
+# old naming, 8 heads of 40, 80, 160 and 160 channels)
+SD14_UNET = {"sample_size": 64, "cross_attention_dim": 768, "attention_head_dim": 8,
+             "block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2}
+
+
+def sd14_unet(device: str = "meta"):
+    """SD 1.4's UNet architecture, with no weights on the ``meta`` device (built in a fraction of a second, its
+    shapes and parameter count exact: to read its layout without downloading 3.4 GB)."""
+    from diffusers import UNet2DConditionModel
+
+    with torch.device(device):
+        return UNet2DConditionModel(**SD14_UNET)
+
+
 def stable_diffusion_available(name: str = SD_NAME) -> bool:
     """Are a Stable Diffusion pipeline's safetensors on this machine (a local folder, or the hub cache)?
     Never downloads."""

@@ -234,3 +234,82 @@ class AttentionStore:
         for m in self.maps(block):
             out.setdefault((m.block, m.resolution), []).append(m)
         return out
+
+
+# ----------------------------------------------------------------------------- reading the shapes, seeing the maps
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What one cross-attention layer works on: its input ``hidden`` [batch, H x W, channels] (the latent's
+    positions, each a vector of the block's channels), the text states ``context`` [batch, tokens, text width]
+    and the probabilities ``maps`` [batch x heads, H x W, tokens]."""
+    layer: str
+    block: str
+    grid: tuple[int, int]
+    heads: int
+    hidden: tuple[int, ...]
+    context: tuple[int, ...]
+    maps: tuple[int, ...]
+
+
+def layer_shapes(unet: torch.nn.Module, tokens: int) -> list[LayerShape]:
+    """Every cross-attention layer's shapes in one forward pass of one latent of the UNet's configured size and
+    ``tokens`` text states, read off the tensors themselves (on the ``meta`` device this costs nothing: SD 1.4's
+    860M-parameter UNet is built and run without a weight)."""
+    config, device = unet.config, next(unet.parameters()).device
+    sample = torch.zeros((1, config.in_channels, config.sample_size, config.sample_size), device=device)
+    states = torch.zeros((1, tokens, config.cross_attention_dim), device=device)
+    timestep = torch.tensor([500], device=device)
+    inputs: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+    def keep(name):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            inputs[name] = (tuple(hidden.shape), tuple(kwargs["encoder_hidden_states"].shape))
+        return hook
+
+    layers = cross_attention_layers(unet)
+    handles = [unet.get_submodule(n.removesuffix(".processor")).register_forward_pre_hook(keep(n), with_kwargs=True)
+               for n in layers]
+    try:
+        with torch.no_grad(), AttentionStore(unet) as store:
+            unet(sample, timestep, encoder_hidden_states=states)
+            maps = store.maps()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [LayerShape(m.layer.removesuffix(".processor"), m.block, m.resolution, m.heads, *inputs[m.layer],
+                       tuple(m.probs.shape)) for m in maps]
+
+
+@dataclass(frozen=True)
+class SamplingMaps:
+    """The maps of one prompt over a sampling run: ``image`` (32, 32, 3) uint8, the scheduler's ``timesteps``,
+    and per step ``maps[step][(block, (H, W))]``: the conditional branch's map averaged over the heads and
+    layers of that group, (H, W, tokens) float32."""
+    image: object
+    timesteps: list[float]
+    maps: list[dict[tuple[str, tuple[int, int]], object]]
+
+
+def sampling_maps(pipe, prompt: str, steps: int, guidance: float, seed: int,
+                  blocks: str | Sequence[str] = BLOCKS) -> SamplingMaps:
+    """Draw ``prompt`` with ``pipe`` (a latent-diffusion pipeline with a UNet) and keep, after every forward
+    pass of its UNet, each group's map of the conditional branch (the last row of a guided batch)."""
+    kept: list[dict] = []
+
+    def after_forward(module, args, output):
+        step = {}
+        for key, group in store.groups().items():
+            mean = torch.stack([m.per_head()[-1].float() for m in group]).mean(dim=(0, 1))  # [H x W, tokens]
+            step[key] = mean.reshape(*key[1], -1).cpu().numpy()
+        kept.append(step)
+
+    with AttentionStore(pipe.unet, blocks) as store:
+        handle = pipe.unet.register_forward_hook(after_forward)  # after the store's own hook: records complete
+        try:
+            image = pipe(prompt, num_inference_steps=steps, guidance_scale=guidance,
+                         generator=torch.Generator().manual_seed(int(seed)), output_type="uint8").images[0]
+        finally:
+            handle.remove()
+    return SamplingMaps(image, [float(t) for t in pipe.scheduler.timesteps], kept)
