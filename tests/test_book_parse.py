@@ -610,6 +610,25 @@ def test_the_freeze_key_sees_a_flipped_byte_in_the_weights(tmp_path, monkeypatch
     assert seen == [folder]  # one function, the checkpoints' own digest
 
 
+def test_the_freeze_key_skips_a_training_in_flight_and_the_caches_rebuilt_from_weights(tmp_path):
+    """A training swapping in its ``.<name>.new`` folder made the book fail with FileNotFoundError mid-walk;
+    a git-ignored cache folder (``vae-long/latents``) is no input either."""
+    folder = tmp_path / "data" / "checkpoints" / "m"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    before = freeze.inputs_digest(tmp_path)
+    flight = folder.parent / ".n.new"
+    flight.mkdir()
+    (flight / "manifest.json").write_text("{}")
+    cache = folder / "latents"
+    cache.mkdir()
+    (cache / ".gitignore").write_text("# a cache\n*\n")
+    (cache / "train-8-0123456789ab.safetensors").write_bytes(b"\x01" * 64)
+    assert freeze.inputs_digest(tmp_path) == before
+    assert freeze.checkpoint_inputs(folder.parent) == [folder / "manifest.json", folder / "model.safetensors"]
+
+
 def test_kernel_threads_come_from_one_variable_and_are_pinned(tmp_path):
     assert execute.threads({}) == 1 and execute.threads({"TEXT2IMAGE_THREADS": "3"}) == 3
     for bad in ("0", "two", "-1"):

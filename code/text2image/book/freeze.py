@@ -63,13 +63,29 @@ def inputs_digest(root: Path) -> str:
     for file in sorted(root.glob("_environment*")):  # the kernels' environment (progress bars, profile)
         parts += [file.name, file.read_bytes()]
     checkpoints = root / "data" / "checkpoints"
-    if checkpoints.is_dir():
-        for path in sorted(checkpoints.rglob("*")):
-            if path.is_file() and path.suffix != WEIGHTS:
-                parts += [path.relative_to(root).as_posix(), path.read_bytes()]  # manifests, configs, logs
-        for folder in sorted({path.parent for path in checkpoints.rglob(f"*{WEIGHTS}")}):
-            parts += [folder.relative_to(root).as_posix(), weights_key(folder)]
+    files = checkpoint_inputs(checkpoints)
+    for path in files:
+        if path.suffix != WEIGHTS:
+            parts += [path.relative_to(root).as_posix(), path.read_bytes()]  # manifests, configs, logs
+    for folder in sorted({path.parent for path in files if path.suffix == WEIGHTS}):
+        parts += [folder.relative_to(root).as_posix(), weights_key(folder)]
     return _digest(parts)
+
+
+def _is_cache(folder: Path) -> bool:
+    ignore = folder / ".gitignore"
+    return ignore.is_file() and "*" in ignore.read_text().split()
+
+
+def checkpoint_inputs(checkpoints: Path) -> list[Path]:
+    """The files of the checkpoints that a chapter reads, sorted: not the hidden ones (a training's
+    ``.<name>.new`` folder, which may vanish while this walks, as a swap puts it in place) nor a folder that
+    git-ignores all it holds (a cache rebuilt from the weights, such as ``vae-long/latents``)."""
+    found = []
+    for top, folders, names in os.walk(checkpoints):  # os.walk skips a folder that vanished meanwhile
+        folders[:] = sorted(f for f in folders if not f.startswith(".") and not _is_cache(Path(top) / f))
+        found += [Path(top) / n for n in names if not n.startswith(".")]
+    return sorted(p for p in found if p.is_file())
 
 
 WEIGHTS = ".safetensors"
