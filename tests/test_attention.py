@@ -307,6 +307,7 @@ def test_sd14s_layout_is_read_on_the_meta_device_without_a_weight():
         ("down", 64): 2, ("down", 32): 2, ("down", 16): 2, ("mid", 8): 1, ("up", 16): 3, ("up", 32): 3, ("up", 64): 3}
     first = shapes[0]
     assert (first.hidden, first.context, first.maps) == ((1, 4096, 320), (1, 77, 768), (8, 4096, 77))
+    assert first.inner == 320  # W_K takes the 768 text dimensions to the 320 of the block's queries
     assert {s.heads for s in shapes} == {8} and shapes[6].hidden == (1, 64, 1280)
 
 

@@ -241,14 +241,16 @@ class AttentionStore:
 @dataclass(frozen=True)
 class LayerShape:
     """What one cross-attention layer works on: its input ``hidden`` [batch, H x W, channels] (the latent's
-    positions, each a vector of the block's channels), the text states ``context`` [batch, tokens, text width]
-    and the probabilities ``maps`` [batch x heads, H x W, tokens]."""
+    positions, each a vector of the block's channels), the text states ``context`` [batch, tokens, text width],
+    the ``inner`` width both are projected to (heads x head width: W_Q, W_K, W_V) and the probabilities
+    ``maps`` [batch x heads, H x W, tokens]."""
     layer: str
     block: str
     grid: tuple[int, int]
     heads: int
     hidden: tuple[int, ...]
     context: tuple[int, ...]
+    inner: int
     maps: tuple[int, ...]
 
 
@@ -260,12 +262,13 @@ def layer_shapes(unet: torch.nn.Module, tokens: int) -> list[LayerShape]:
     sample = torch.zeros((1, config.in_channels, config.sample_size, config.sample_size), device=device)
     states = torch.zeros((1, tokens, config.cross_attention_dim), device=device)
     timestep = torch.tensor([500], device=device)
-    inputs: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    inputs: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def keep(name):
         def hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
-            inputs[name] = (tuple(hidden.shape), tuple(kwargs["encoder_hidden_states"].shape))
+            inputs[name] = (tuple(hidden.shape), tuple(kwargs["encoder_hidden_states"].shape),
+                            module.to_k.out_features)
         return hook
 
     layers = cross_attention_layers(unet)

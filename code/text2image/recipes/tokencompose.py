@@ -189,6 +189,11 @@ CONFIGS: dict[str, dict[str, TrainConfig]] = {
     for name, r in RECIPES.items()}
 
 
+def sweep_names() -> tuple[str, ...]:
+    """The lambda_token sweep's recipes, in the order of :data:`SWEEP`."""
+    return tuple(sweep_name(w) for w in SWEEP)
+
+
 def names() -> tuple[str, ...]:
     """Every TokenCompose recipe registered so far (those of :func:`register_sweep` included)."""
     return tuple(CONFIGS)
@@ -388,6 +393,24 @@ def val_iou(unet, vae, encoder, objective: str, profile: str) -> dict[str, float
     examples = multi_object_examples("val", 0, profiles.pick(VAL_GROUNDING, profile))
     result = G.measure(unet, vae, encoder, objective, examples)
     return {f"val_iou_{name.replace(' ', '_')}": r["mean"] for name, r in result["groups"].items()}
+
+
+def base_validation(profile: str | None = None) -> dict[str, float]:
+    """The monitoring's numbers for the base before any fine-tuning (where every curve starts: the Trainer
+    evaluates after its first steps, not before), cached next to the base's weights."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    key = {"version": CACHE_VERSION, "profile": profile, "examples": profiles.pick(VAL_GROUNDING, profile),
+           "latents": profiles.pick(R.VAL_LOSS_IMAGES, profile), "seed": VAL_SEED}
+
+    def compute():
+        pipe, _ = model(BASE, profile)
+        scale = pipe.scaling_factor
+        return {"val_loss": R.val_loss(pipe.unet, pipe.text_encoder, pipe.objective, profile, scale),
+                **val_grounding(pipe.unet, pipe.text_encoder, pipe.objective, profile, scale),
+                **val_iou(pipe.unet, pipe.vae, pipe.text_encoder, pipe.objective, profile)}
+
+    return checkpoints.cached_result(checkpoint_folder(BASE, profile),
+                                     checkpoints.result_name("tc-validation", key), key, compute)
 
 
 # ----------------------------------------------------------------------------- tasks and registration
