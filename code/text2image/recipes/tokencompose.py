@@ -139,16 +139,17 @@ ABLATION = (BASE, "tc-base-continued", "tc-base-continued-s2", "tc-token", "tc-p
 # the loss, the backward, clipping and AdamW), median of steps 2-6, OMP_NUM_THREADS=1, nice'd, while two other
 # trainings kept both cores busy (load about 3 on 2 cores):
 #   MSE only (the control: the latent recipe's loss, no store):              0.32 s a step (ldm-unet: 0.305 s);
-#   MSE + L_token + L_pixel (the store on the mid and up blocks, 7 layers):  0.60 s a step (0.9 s in two steps
-#   when the load rose): the explicit attention of the recorded layers is cheap, but the two losses loop in
-#   Python over layers, images and words (a mask resized for each), about 0.27 s, and their backward adds more.
+#   MSE + L_token + L_pixel (the store on the mid and up blocks, 7 layers):  0.60 s a step with the losses looping
+#   in Python over layers, images and words (about 0.27 s of it); batched over images and words since
+#   (methods.tokencompose: 0.42 -> 0.074 s for both losses and their backward), tc-both trained at 158 images/s,
+#   0.41 s a step, in 10.2 minutes with its evaluations, beside another training on the other core.
 # 1,500 steps of 64: 15 minutes for a grounded recipe (23 at 0.9 s a step), 8 for the control; plus 8 evaluations
 # (the latent recipe's 96 guided images and val loss, the grounding losses and IoU on 256 validation examples:
 # about 12 s each) and, once for all recipes, the 48,000 examples encoded with their masks (about a minute). So
 # about 18 minutes for each grounded recipe, within the 25 asked. 48,000 new examples, two epochs, as the base saw
 # its own. Learning rate 1e-4, the base's last one (its cosine ended at a tenth of 1e-3), with a short warm-up and
 # the Trainer's cosine decay: chosen, not tuned. The paper fine-tunes SD at 5e-6 for 24,000 steps of 4 images.
-STEP_SECONDS = {"control": 0.32, "grounded": 0.60}
+STEP_SECONDS = {"control": 0.32, "grounded": 0.41}
 CONFIG = {
     "smoke": dict(steps=4, batch_size=8, lr=1e-4, warmup=1, examples=32),
     "cpu": dict(steps=1500, batch_size=64, lr=1e-4, warmup=50, examples=48_000),
