@@ -359,3 +359,15 @@ def test_the_maps_of_a_sampling_run_follow_each_step_and_leave_the_image_unchang
             np.testing.assert_allclose(m.sum(axis=-1), 1.0, rtol=1e-4)  # a distribution over the tokens
     words = T.encode([prompt])["attention_mask"][0]
     assert all(np.all(m[..., words.numpy() == 0] < 1e-6) for step in seen.maps for m in step.values())  # pads
+
+
+def test_the_chapter_names_each_model_and_weight_as_its_tables_print_them(monkeypatch):
+    from text2image.charts import tokencompose as charts
+
+    assert (charts.weight_text(1e-3), charts.weight_text(5e-5), charts.weight_text(0.0)) == ("10⁻³", "5 × 10⁻⁵", "0")
+    monkeypatch.setenv("TEXT2IMAGE_LANG", "en")
+    assert charts.model_name("tc-both-s2") == "+ both (seed 2)"
+    assert charts.model_name(TCR.sweep_name(1e-2)) == "+ both, λ_token = 10⁻²"
+    assert charts.model_name(TCR.BASE) == "base"
+    monkeypatch.setenv("TEXT2IMAGE_LANG", "fr")
+    assert charts.model_name("tc-base-continued-s2") == "MSE seule (graine 2)"

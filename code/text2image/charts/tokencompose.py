@@ -50,18 +50,13 @@ def model_name(name: str) -> str:
     return lang.Text(label)
 
 
-def _power(value: float) -> str:
-    exponent = int(round(np.log10(value)))
-    return f"10{str(exponent).translate(str.maketrans('-0123456789', '⁻⁰¹²³⁴⁵⁶⁷⁸⁹'))}"
-
-
 def weight_text(value: float) -> str:
     """``10⁻³`` or ``5 × 10⁻⁵`` (``0`` as 0): a loss weight as the tables write it."""
     if value == 0:
         return "0"
-    mantissa = value / 10 ** np.floor(np.log10(value))
-    power = _power(10 ** np.floor(np.log10(value)))
-    return power if round(mantissa, 6) == 1 else f"{lang.number(mantissa, 0)} × {power}"
+    power = 10.0 ** np.floor(np.log10(value))
+    mantissa = round(value / power, 6)
+    return lang.power_of_ten(power) if mantissa == 1 else f"{lang.number(mantissa, 0)} × {lang.power_of_ten(power)}"
 
 
 # ----------------------------------------------------------------------------- where the maps are
@@ -301,7 +296,7 @@ def room(rows: Sequence[Mapping], base: str) -> dict:
     """Does the base leave room on the five-object prompts (MG-3 at most :data:`ROOM_MG3`)?"""
     mg3 = next(r for r in rows if r["model"] == base)["mg3"]
     return {"mg3": G.share_text(mg3), "limit": lang.percent(ROOM_MG3, 0), "room": mg3["p"] <= ROOM_MG3,
-            "words": lang.tr("en dessous de" if mg3["p"] <= ROOM_MG3 else "au-dessus de",
+            "words": lang.tr("en dessous" if mg3["p"] <= ROOM_MG3 else "au-dessus",
                              "below" if mg3["p"] <= ROOM_MG3 else "above")}
 
 
