@@ -100,7 +100,7 @@ from text2image.recipes import latent as R
 from text2image.train import TrainConfig, epoch_batch, pick_device
 from text2image.world import splits
 from text2image.world.render import render
-from text2image.world.tensors import RESOLUTION, to_tensor
+from text2image.world.tensors import RESOLUTION, prompt_renders, to_tensor, to_uint8
 
 BASE = R.BASE  # "ldm-unet": the model every recipe here goes on from
 LAMBDA_TOKEN, LAMBDA_PIXEL = 1e-3, 5e-5  # the paper's weights (MSE + 1e-3 L_token + 5e-5 L_pixel)
@@ -511,6 +511,26 @@ def benchmark(name: str, profile: str | None = None, progress: bool = True, frec
     gen = generator(_check_name(name), profile)
     return B.benchmark(lambda prompts, seed: gen.generate(prompts, seed), profile, gen.cache_folder, gen.settings,
                        progress, frechet)
+
+
+# ----------------------------------------------------------------------------- what the latent space allows
+
+def autoencoder_ceiling(profile: str | None = None, progress: bool = False) -> dict:
+    """The benchmark's five-object prompts drawn by the world, sent through ``vae-long`` and back, then judged:
+    the MG-k that a perfect denoiser of these latents would reach (whatever no model here can draw beyond it),
+    cached next to the VAE's weights."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    autoencoder = R.vae(profile)
+
+    @torch.no_grad()
+    def generate(prompts, seed):
+        images = to_tensor(prompt_renders(list(prompts), seed)).to(pick_device())
+        vae = autoencoder.to(images.device)
+        return to_uint8(vae.decode(vae.encode(images).latent_dist.mode()).sample)
+
+    return B.benchmark(generate, profile, checkpoint_folder(R.VAE, profile),
+                       {"reference": "world renders through the autoencoder"}, progress, frechet=False,
+                       groups=("multigen",))
 
 
 # ----------------------------------------------------------------------------- the attention-mask IoU
