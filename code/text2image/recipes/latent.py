@@ -577,11 +577,12 @@ def precompute(profile: str | None = None, progress: bool = True) -> None:
     rendering: ``OMP_NUM_THREADS=1 python -c "from text2image.recipes import latent as R; R.precompute('cpu')"``."""
     profile = profiles.check(profile) if profile else profiles.current()
     report = print if progress else (lambda *a, **k: None)
-    for label, run in (("guidance sweep", lambda: guidance_sweep(BASE, profile=profile)),
-                       ("scheduler sweep", lambda: scheduler_sweep(BASE, profile=profile))):
+    for name, label, run in ((BASE, "guidance sweep", lambda: guidance_sweep(BASE, profile=profile)),
+                             (DIT, "guidance sweep", lambda: guidance_sweep(DIT, profile=profile)),
+                             (BASE, "scheduler sweep", lambda: scheduler_sweep(BASE, profile=profile))):
         started = time.perf_counter()
         run()
-        report(f"{BASE}: {label} ({time.perf_counter() - started:.0f} s)", flush=True)
+        report(f"{name}: {label} ({time.perf_counter() - started:.0f} s)", flush=True)
     for name in NAMES:
         started = time.perf_counter()
         benchmark(name, profile, progress=progress)
