@@ -21,10 +21,10 @@ from text2image.world.captions import parse as parse_caption
 from text2image.world.oracle import parse, parse_batch
 from text2image.world.render import render as render_scenes
 from text2image.world.render import render_one
-from text2image.world.scene import (COLOUR_NAMES, COLOURS, SHAPES, SIZES, Object, Scene, WorldError, place,
-                                    random_scene)
+from text2image.world.scene import (ALL_SHAPES, COLOUR_NAMES, COLOURS, CONCEPT_SHAPES, SHAPES, SIZES, Object,
+                                    Scene, WorldError, place, random_scene)
 from text2image.world.splits import SPLITS, Example, example, examples
 
-__all__ = ["Caption", "COLOUR_NAMES", "COLOURS", "Example", "Object", "Prompt", "SHAPES", "SIZES", "SPLITS",
-           "Scene", "Spec", "WorldError", "example", "examples", "parse", "parse_batch", "parse_caption",
-           "place", "random_scene", "render_scenes", "render_one"]
+__all__ = ["ALL_SHAPES", "Caption", "COLOUR_NAMES", "COLOURS", "CONCEPT_SHAPES", "Example", "Object", "Prompt",
+           "SHAPES", "SIZES", "SPLITS", "Scene", "Spec", "WorldError", "example", "examples", "parse", "parse_batch",
+           "parse_caption", "place", "random_scene", "render_scenes", "render_one"]

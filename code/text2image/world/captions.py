@@ -32,7 +32,7 @@ from text2image.world.scene import (COLOUR_NAMES, MAX_OBJECTS, PLURALS, RELATION
 
 KINDS = ("single", "count", "list", "relation")
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
-SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
+SINGULAR = {PLURALS[shape]: shape for shape in SHAPES}  # captions name the base shapes only, never a concept
 BOS_OFFSET = 1  # token index = word index + 1: the tokenizer puts [BOS] first
 
 # Phrasings. A relation phrase is said between the two noun phrases.
@@ -54,7 +54,7 @@ FILLER = {"a", "picture", "of", "there", "is", "are", "exactly", "to", "the", "o
 def vocabulary() -> list[str]:
     """Every word a caption can contain, sorted."""
     words = set(FILLER) | set(NUMBERS.values()) | set(SIZES) | set(COLOUR_NAMES) | set(SHAPES)
-    words |= set(PLURALS.values())
+    words |= set(SINGULAR)
     for phrases in RELATION_PHRASES.values():
         for phrase in phrases:
             words |= set(phrase)

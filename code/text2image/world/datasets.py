@@ -46,9 +46,13 @@ def cache_dir():
 
 
 def fingerprint() -> str:
-    """A digest of the world's constants: cached chunks made with other rules are not reused."""
+    """A digest of the world's constants: cached chunks made with other rules are not reused.
+
+    Only the base shapes count: the datasets never hold a concept shape, and adding one must not
+    invalidate the caches."""
     state = {"shapes": S.SHAPES, "colours": S.COLOURS, "background": S.BACKGROUND, "radius": S.RADIUS,
-             "extent": S.EXTENT, "gap": S.GAP, "edge": S.EDGE, "cone": S.CONE, "max_large": S.MAX_LARGE,
+             "extent": {shape: S.EXTENT[shape] for shape in S.SHAPES}, "gap": S.GAP, "edge": S.EDGE,
+             "cone": S.CONE, "max_large": S.MAX_LARGE,
              "heldout": [SP.HELDOUT_PAIRS, SP.HELDOUT_RELATIONS], "seeds": SP.SEED_BASE,
              "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]

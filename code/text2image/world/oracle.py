@@ -25,6 +25,10 @@ How it reads an image, in five steps:
    every shape and size, centred at the blob's centroid to 1/8 pixel, sharp or
    blurred, with a free contrast within bounds; the closest template wins. The
    centroid is the position (the centre of every shape is its centroid).
+
+Which shapes step 5 considers is a choice: the base ``SHAPES`` by default, so
+that every reading of the base world stays what it was; ``shapes=ALL_SHAPES``
+adds the concept star (a base shape could then, in principle, be read as one).
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ import numpy as np
 from scipy import ndimage
 
 from text2image.world.render import SAMPLES, box_size, inside
-from text2image.world.scene import (BACKGROUND, COLOURS, HUES, RADIUS, SHAPES, SIZES, Object,
-                                    WorldError)
+from text2image.world.scene import (ALL_SHAPES, BACKGROUND, COLOURS, HUES, RADIUS, SHAPES, SIZES, Object,
+                                    WorldError, check_shape)
 
 PALETTE_CHROMA = float(max(COLOURS["red"]) - min(COLOURS["red"]))  # the same for every colour
 THRESHOLD = 0.35        # coverage above which a pixel belongs to a blob
@@ -74,19 +78,35 @@ def smallest_area(resolution: int) -> float:
     return (3 * math.sqrt(3) / 4) * (1.2 * r) ** 2
 
 
-@lru_cache(maxsize=4)
-def templates(resolution: int) -> np.ndarray:
-    """Coverage templates ``[shape, size, blur, dy, dx, W, W]`` (float32).
+def check_shapes(shapes) -> tuple[str, ...]:
+    """The shapes the oracle is asked to consider, as a tuple: known ones, at least one, no repeat."""
+    shapes = (shapes,) if isinstance(shapes, str) else tuple(shapes)
+    if not shapes:
+        raise WorldError(f"the oracle needs a shape to consider; the shapes are: {', '.join(ALL_SHAPES)}")
+    if len(set(shapes)) != len(shapes):
+        raise WorldError(f"the shapes to consider repeat one: {shapes}")
+    for shape in shapes:
+        check_shape(shape, ALL_SHAPES)
+    return shapes
+
+
+def templates(resolution: int, shapes=SHAPES) -> np.ndarray:
+    """Coverage templates ``[shape, size, blur, dy, dx, W, W]`` (float32) of ``shapes``, in that order.
 
     The object sits at ``(W // 2 + (dy + 0.5) / OFFSETS, W // 2 + (dx + 0.5) / OFFSETS)``
     in window pixel coordinates (pixel ``i`` spans ``[i, i + 1)``).
     """
+    return _templates(resolution, check_shapes(shapes))
+
+
+@lru_cache(maxsize=8)
+def _templates(resolution: int, shapes: tuple[str, ...]) -> np.ndarray:
     side = box_size(resolution)
     s = SAMPLES
     grid = (np.arange(side * s) + 0.5) / s  # sub-pixel sample positions in the window
-    out = np.zeros((len(SHAPES), len(SIZES), len(BLURS), OFFSETS, OFFSETS, side, side), np.float32)
+    out = np.zeros((len(shapes), len(SIZES), len(BLURS), OFFSETS, OFFSETS, side, side), np.float32)
     frac = (np.arange(OFFSETS) + 0.5) / OFFSETS
-    for a, shape in enumerate(SHAPES):
+    for a, shape in enumerate(shapes):
         for b, size in enumerate(SIZES):
             r = RADIUS[size] * resolution
             dx = (grid[None, :] - (side // 2 + frac[:, None])) / r  # (offset, samples)
@@ -104,13 +124,15 @@ def _background(images: np.ndarray) -> np.ndarray:
     return np.median(border.astype(np.float32), axis=1)  # (N, 3)
 
 
-def parse_batch(images: np.ndarray, details: bool = False):
+def parse_batch(images: np.ndarray, details: bool = False, shapes=SHAPES):
     """Objects seen in each image of ``images`` (N, H, W, 3), uint8 or float in [0, 255].
 
     Returns one list of :class:`~text2image.world.scene.Object` per image, or with
     ``details=True`` a list of dicts per image (object, fit, contrast, blur, area): ``fit`` is
-    the share of the blob's energy the template explains (1 is perfect).
+    the share of the blob's energy the template explains (1 is perfect). Every blob is read as
+    one of ``shapes`` (the base shapes unless told; ``ALL_SHAPES`` to see stars too).
     """
+    shapes = check_shapes(shapes)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
         raise WorldError(f"expected square RGB images (N, H, W, 3), got shape {images.shape}")
@@ -163,7 +185,7 @@ def parse_batch(images: np.ndarray, details: bool = False):
     colours = [hue_name(lookup_u[blob], lookup_v[blob]) for blob in ids]
     luma = _luma(images) - _luma(_background(images))[:, None, None]
     gain = np.array([LUMA_CONTRAST[c] for c in colours], dtype=np.float32)
-    fits = _fit(u, v, luma, grown, ids, image_of, cy, cx, lookup_u[ids], lookup_v[ids], gain, res)
+    fits = _fit(u, v, luma, grown, ids, image_of, cy, cx, lookup_u[ids], lookup_v[ids], gain, res, shapes)
     for k, blob in enumerate(ids):
         shape, size, blur, contrast, fit = fits[k]
         obj = Object(shape, colours[k], size, float(cx[k] / res), float(cy[k] / res))
@@ -198,7 +220,7 @@ def _best(x, t, names):
     return xx[:, None] - 2 * a * xt + a * a * tt, a
 
 
-def _fit(u, v, luma, grown, ids, image_of, cy, cx, hu, hv, gain, res):
+def _fit(u, v, luma, grown, ids, image_of, cy, cx, hu, hv, gain, res, shapes=SHAPES):
     """Closest template for each blob: ``(shape, size, blur, contrast, residual)``.
 
     Two views of the blob are fitted: its chroma along its hue, and its luma (what
@@ -207,7 +229,7 @@ def _fit(u, v, luma, grown, ids, image_of, cy, cx, hu, hv, gain, res):
     with little luma contrast (blue on dark grey) leans on its chroma.
     """
     side = box_size(res)
-    bank = templates(res)  # [shape, size, blur, oy, ox, W, W]
+    bank = templates(res, shapes)  # [shape, size, blur, oy, ox, W, W]
     pad = side
     up = np.pad(u, ((0, 0), (pad, pad), (pad, pad)))
     vp = np.pad(v, ((0, 0), (pad, pad), (pad, pad)))
@@ -218,7 +240,7 @@ def _fit(u, v, luma, grown, ids, image_of, cy, cx, hu, hv, gain, res):
     ox = np.clip(((cx - ix) * OFFSETS).astype(np.int64), 0, OFFSETS - 1)
     top, left = iy - side // 2 + pad, ix - side // 2 + pad
     out = []
-    names = [(a, b, c) for a in range(len(SHAPES)) for b in range(len(SIZES)) for c in range(len(BLURS))]
+    names = [(a, b, c) for a in range(len(shapes)) for b in range(len(SIZES)) for c in range(len(BLURS))]
     for start in range(0, len(ids), CHUNK):
         sl = slice(start, start + CHUNK)
         r = top[sl, None] + np.arange(side)[None, :]
@@ -245,16 +267,16 @@ def _fit(u, v, luma, grown, ids, image_of, cy, cx, hu, hv, gain, res):
             shape, size = divmod(int(j), len(SIZES))
             blur = int(bc[k, j])
             fit = 1.0 - float(total[k, j]) / max(float(energy[k]), 1e-9)
-            out.append((SHAPES[shape], SIZES[size], BLURS[blur], float(ac[k, j, blur]), fit))
+            out.append((shapes[shape], SIZES[size], BLURS[blur], float(ac[k, j, blur]), fit))
     return out
 
 
-def parse(image: np.ndarray) -> list[Object]:
-    """Objects seen in one image (H, W, 3), top to bottom then left to right."""
+def parse(image: np.ndarray, shapes=SHAPES) -> list[Object]:
+    """Objects seen in one image (H, W, 3), top to bottom then left to right, each one of ``shapes``."""
     image = np.asarray(image)
     if image.ndim != 3:
         raise WorldError(f"expected one RGB image (H, W, 3), got shape {image.shape}")
-    return parse_batch(image[None])[0]
+    return parse_batch(image[None], shapes=shapes)[0]
 
 
 def background_colour() -> tuple[int, int, int]:

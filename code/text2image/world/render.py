@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from text2image.world.scene import (BACKGROUND, COLOURS, EXTENT, MAX_OBJECTS, RADIUS, SHAPES,
-                                    Scene, WorldError)
+from text2image.world.scene import (ALL_SHAPES, BACKGROUND, COLOURS, EXTENT, MAX_OBJECTS, RADIUS,
+                                    Scene, WorldError, check_shape)
 
 SAMPLES = 4
 RESOLUTIONS = (32, 64)
@@ -29,6 +29,11 @@ SQUARE_HALF = 0.82
 DIAMOND_HALF = 1.15
 CROSS_ARM, CROSS_HALF_WIDTH = 1.05, 0.35
 TRIANGLE_R = 1.2  # circumradius; the centroid is the centre
+# The concept star: five points, one up. Its outer radius is the triangle's (no render box grows);
+# the inner radius keeps each point 2 STAR_INNER sin 36 deg = 0.71 r wide at its root (2.3 px for a
+# small star at 32 px) and its area, 5 R rho sin 36 deg = 2.1 r^2, between the triangle's and the cross's.
+STAR_POINTS = 5
+STAR_OUTER, STAR_INNER = 1.2, 0.6
 
 
 def inside(shape: str, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -44,7 +49,23 @@ def inside(shape: str, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
         return ((ax <= CROSS_ARM) & (ay <= CROSS_HALF_WIDTH)) | ((ax <= CROSS_HALF_WIDTH) & (ay <= CROSS_ARM))
     if shape == "triangle":  # pointing up; three edges at distance R/2 from the centre
         return (dy <= TRIANGLE_R / 2) & (math.sqrt(3) * ax - dy <= TRIANGLE_R)
-    raise WorldError(f"unknown shape {shape!r}; the shapes are: {', '.join(SHAPES)}")
+    if shape == "star":
+        return _inside_star(dx, dy)
+    raise WorldError(f"unknown shape {shape!r}; the shapes are: {', '.join(ALL_SHAPES)}")
+
+
+def _inside_star(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The star is five copies of one kite: fold the angle (from straight up) into half a point,
+    ``[0, 36]`` degrees, and test the side of the edge from the tip ``(R, 0)`` to the inner
+    corner ``(rho cos 36, rho sin 36)`` in coordinates along and across the point."""
+    half = math.pi / STAR_POINTS
+    angle = np.arctan2(dx, -dy)  # 0 straight up (y points down)
+    folded = np.abs(np.mod(angle + half, 2 * half) - half)
+    radius = np.hypot(dx, dy)
+    along, across = radius * np.cos(folded), radius * np.sin(folded)
+    r, rho = STAR_OUTER, STAR_INNER
+    # The edge's normal (rho sin 36, R - rho cos 36) points away from the centre.
+    return rho * math.sin(half) * along + (r - rho * math.cos(half)) * across <= r * rho * math.sin(half)
 
 
 def box_size(resolution: int) -> int:
@@ -71,7 +92,7 @@ def coverage(shapes: np.ndarray, radii: np.ndarray, xs: np.ndarray, ys: np.ndarr
              resolution: int, samples: int = SAMPLES):
     """Coverage boxes of many objects.
 
-    ``shapes`` holds indices into ``SHAPES``; ``radii``, ``xs``, ``ys`` are in canvas
+    ``shapes`` holds indices into ``ALL_SHAPES``; ``radii``, ``xs``, ``ys`` are in canvas
     units. Returns ``(cov, top, left)``: ``cov[n]`` is a ``(B, B)`` float32 box
     whose pixel ``(0, 0)`` is the canvas pixel ``(top[n], left[n])``. Boxes are
     shifted to lie inside the canvas (objects do, so nothing is lost).
@@ -91,7 +112,7 @@ def coverage(shapes: np.ndarray, radii: np.ndarray, xs: np.ndarray, ys: np.ndarr
         dx = (((left[sl, None] + offsets[None, :]) - px[sl, None]) * scale).astype(np.float32)  # (m, B*S)
         dy = (((top[sl, None] + offsets[None, :]) - py[sl, None]) * scale).astype(np.float32)
         block = np.empty((len(dx), side * samples, side * samples), dtype=bool)
-        for s, name in enumerate(SHAPES):
+        for s, name in enumerate(ALL_SHAPES):
             rows = np.flatnonzero(shapes[sl] == s)
             if rows.size:
                 block[rows] = inside(name, dx[rows, None, :], dy[rows, :, None])
@@ -109,7 +130,10 @@ def render(scenes: Sequence[Scene], resolution: int = 32, samples: int = SAMPLES
         raise WorldError(f"resolution {resolution} is too small; use 32 or 64")
     if any(len(s) > max_objects for s in scenes):
         raise WorldError(f"a scene has more than max_objects={max_objects} objects")
-    shape_index = {s: i for i, s in enumerate(SHAPES)}
+    for scene in scenes:
+        for o in scene.objects:
+            check_shape(o.shape, ALL_SHAPES)
+    shape_index = {s: i for i, s in enumerate(ALL_SHAPES)}  # the base shapes keep their indices
     rows = [(n, j, shape_index[o.shape], o.colour, RADIUS[o.size], o.x, o.y)
             for n, scene in enumerate(scenes) for j, o in enumerate(scene.objects)]
     if rows:

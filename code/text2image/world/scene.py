@@ -17,6 +17,11 @@ Placement rules keep the ground truth unambiguous:
 
 Everything is drawn from a ``numpy.random.Generator``: the same seed gives
 the same scene, bit for bit.
+
+``CONCEPT_SHAPES`` are shapes the base world never draws (the star that the
+pivotal-tuning chapter teaches a trained model): :func:`place`, the renderer
+and, on request, the oracle know them, but no sampler, split, caption or
+tokenizer word does, so the base world stays what the shipped models saw.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import Sequence
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+CONCEPT_SHAPES = ("star",)  # never sampled: the new concept of the pivotal-tuning chapter
+ALL_SHAPES = SHAPES + CONCEPT_SHAPES  # the base shapes keep their indices
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles",
-           "diamond": "diamonds", "cross": "crosses"}
+           "diamond": "diamonds", "cross": "crosses", "star": "stars"}
 
 # Six hues 60 degrees apart at the same saturation and value: every pair is far
 # apart in RGB, and a hue survives blending with the neutral background (edges,
@@ -50,8 +57,9 @@ BACKGROUND = (0, 0, 0)  # black: chroma zero, and the largest luma step to every
 SIZES = ("small", "large")
 RADIUS = {"small": 0.10, "large": 0.16}  # the size unit r, in canvas widths
 # Extent of each shape in units of r (radius of the smallest centred circle that holds it).
+# The star's outer radius is the triangle's circumradius: no extent grows, so render boxes stay the same.
 EXTENT = {"circle": 1.0, "square": 0.82 * math.sqrt(2), "triangle": 1.2,
-          "diamond": 1.15, "cross": math.hypot(1.05, 0.35)}
+          "diamond": 1.15, "cross": math.hypot(1.05, 0.35), "star": 1.2}
 GAP = 0.08    # minimum distance between two extent circles (2.6 px at 32 px)
 EDGE = 0.03   # minimum distance between an extent circle and the border
 CONE = 0.5    # |perpendicular offset| <= CONE * |offset along the relation|
@@ -158,8 +166,9 @@ def _check(kind: str, value: str, allowed) -> str:
     return value
 
 
-def check_shape(shape: str) -> str:
-    return _check("shape", shape, SHAPES)
+def check_shape(shape: str, shapes: Sequence[str] = SHAPES) -> str:
+    """``shape`` if it is one of ``shapes`` (the base shapes unless told: captions never name a concept)."""
+    return _check("shape", shape, shapes)
 
 
 def check_colour(colour: str) -> str:
@@ -221,10 +230,11 @@ def place(rng: np.random.Generator | Draws, items: Sequence[tuple[str, str, str]
 
     ``relation = (i, "left", j)`` asks that object ``i`` be left of object ``j``.
     Objects are placed one by one, each at the first of ``CANDIDATES`` uniform
-    centres that keeps its distances; a dead end restarts the scene.
+    centres that keeps its distances; a dead end restarts the scene. A concept
+    shape (``"star"``) may be asked for: the samplers never ask.
     """
     for shape, colour, size in items:
-        check_shape(shape), check_colour(colour), check_size(size)
+        check_shape(shape, ALL_SHAPES), check_colour(colour), check_size(size)
     check_fits([size for _, _, size in items])
     if relation is not None:
         i, rel, j = relation
@@ -322,7 +332,7 @@ def naive_overlap_rate(n_objects: int = 3, trials: int = 10_000, seed: int = 0, 
     """Share of scenes that would have touching or overlapping objects if centres were drawn
     uniformly with no placement rule (what the rules above prevent)."""
     rng = np.random.default_rng(seed)
-    e = max(EXTENT.values()) * RADIUS[size]
+    e = max(EXTENT[s] for s in SHAPES) * RADIUS[size]
     xy = rng.uniform(e, 1 - e, size=(trials, n_objects, 2))
     d = np.linalg.norm(xy[:, :, None] - xy[:, None, :], axis=-1)
     d[:, np.arange(n_objects), np.arange(n_objects)] = np.inf
