@@ -28,6 +28,7 @@ METHOD_COLOURS = {"base": "#999999", "control": "#377eb8", "token": "#4daf4a", "
 # The paper's MultiGen and VISOR figures on COCO (Wang et al., 2024, table 1): SD 1.4 and TokenCompose.
 PAPER = {"sd14": {"mg2": 90.7, "mg3": 50.7, "mg4": 11.7, "mg5": 0.9, "object_accuracy": 29.9, "fid": 20.9},
          "tokencompose": {"mg2": 98.1, "mg3": 76.2, "mg4": 28.8, "mg5": 3.3, "object_accuracy": 52.2, "fid": 20.2}}
+PAPER_TRAINING = {"steps": 24_000, "batch": 4}  # the paper's fine-tune of SD 1.4 (effective batch 4)
 PAPER_GAIN_MG3 = 0.25  # the gain asked of the full model on MG-3: the paper's 50.7 -> 76.2, about 25 points
 ROOM_MG3 = 0.85        # above this base MG-3, the five-object prompts leave too little room to see a gain
 SKIPPED_WORDS = ("a", "an", "the", "of", "to", "and")  # words whose maps the figures leave out
@@ -290,6 +291,14 @@ def gain(rows: Sequence[Mapping], model: str, against: str, key: str = "mg3") ->
                                "beyond the interval of zero" if (d["lo"] > 0 or d["hi"] < 0)
                                else "within the interval of zero"),
             "paper": G.reached(d["p"], PAPER_GAIN_MG3)}
+
+
+def budget(manifest: Mapping) -> dict:
+    """Images seen by a fine-tune (steps x batch) against the paper's."""
+    ours = manifest["steps"] * manifest["recipe"]["batch_size"]
+    paper = PAPER_TRAINING["steps"] * PAPER_TRAINING["batch"]
+    return {"images": ours, "paper": paper, "ratio": ours / paper, "paper_steps": PAPER_TRAINING["steps"],
+            "paper_batch": PAPER_TRAINING["batch"]}
 
 
 def room(rows: Sequence[Mapping], base: str) -> dict:
