@@ -11,12 +11,15 @@ A word outside the vocabulary is an error that names it: a model of this world
 has never seen "purple", and silently reading it as ``[UNK]`` would hide that.
 So is a caption longer than the models' ``MAX_LENGTH`` tokens (it would fail
 deep inside transformers) and an empty one (it would be scored as if it said
-something). :func:`load` reads a saved tokenizer from a local folder only:
+something). A word added with ``add_tokens`` (textual inversion's placeholder, ``<star>``)
+is one word of the vocabulary, matched before the pre-tokenizer splits the rest, as the tokenizer itself
+does. :func:`load` reads a saved tokenizer from a local folder only:
 a mistyped path fails at once instead of being looked up on the hub.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,13 +63,12 @@ class ShapesTokenizer(PreTrainedTokenizerFast):
         if isinstance(texts, str):
             texts = [texts]
         vocab = self.get_vocab()
-        split = self.backend_tokenizer.pre_tokenizer.pre_tokenize_str
         unknown = set()
         for text in texts:
             if not isinstance(text, str):  # pre-split words
                 words = [w.lower() for w in text]
             else:
-                words = [w for w, _ in split(self.backend_tokenizer.normalizer.normalize_str(text))]
+                words = self.words(text)
             if not words:
                 raise CaptionError(f"empty caption {text!r}: a caption needs 1 to {MAX_LENGTH - 2} words "
                                    f"({MAX_LENGTH} tokens with [BOS] and [EOS]); found 0")
@@ -81,6 +83,18 @@ class ShapesTokenizer(PreTrainedTokenizerFast):
             raise UnknownWordError(
                 f"unknown word(s) {', '.join(map(repr, sorted(unknown)))}; "
                 f"the vocabulary is: {captions.vocabulary_text(words)}")
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` as the tokenizer reads them: normalised, the added words (a placeholder such
+        as ``<star>``) taken whole, the rest split by the pre-tokenizer."""
+        normal = self.backend_tokenizer.normalizer.normalize_str(text)
+        added = sorted((t for t in self.added_tokens_encoder if t not in SPECIALS), key=len, reverse=True)
+        pieces = re.split("(" + "|".join(map(re.escape, added)) + ")", normal) if added else [normal]
+        split = self.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+        words: list[str] = []
+        for k, piece in enumerate(pieces):
+            words += [piece] if k % 2 else [w for w, _ in split(piece)]
+        return words
 
     def _encode_plus(self, text, text_pair=None, *args, **kwargs):
         self.check(text)

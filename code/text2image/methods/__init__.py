@@ -3,7 +3,9 @@ losses; textual inversion, LoRA, SLERP).
 
 * :mod:`~text2image.methods.attention`: the cross-attention maps of a UNet's forward pass, on the graph;
 * :mod:`~text2image.methods.tokencompose`: TokenCompose's token and pixel losses on them, with the world's
-  word-to-mask links.
+  word-to-mask links;
+* :mod:`~text2image.methods.textual_inversion`: a new word (``<star>``) learned in the text encoder's input
+  space alone, saved in diffusers' format and loaded with its ``load_textual_inversion``.
 
 A method may import the world, the tokenizer, the models and the pipelines, nothing above them.
 """

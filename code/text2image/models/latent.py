@@ -147,7 +147,8 @@ def predict(denoiser: torch.nn.Module, sample: torch.Tensor, timestep: torch.Ten
 
 
 def latent_loss(denoiser: torch.nn.Module, objective: str, scheduler, latents: torch.Tensor, states: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """The pixel-space chapter's loss on scaled latents: MSE of the noise (``epsilon``) or of the velocity
-    (``velocity``) at a time step drawn uniformly for each latent."""
-    return D.denoising_loss(lambda x_t, t: predict(denoiser, x_t, t, states, mask), objective, scheduler, latents)
+    (``velocity``) at a time step drawn uniformly for each latent (from ``generator`` when one is given)."""
+    return D.denoising_loss(lambda x_t, t: predict(denoiser, x_t, t, states, mask), objective, scheduler, latents,
+                            generator)

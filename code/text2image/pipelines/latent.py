@@ -50,6 +50,7 @@ output type.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
@@ -58,6 +59,7 @@ import numpy as np
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
                        EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler)
+from diffusers.loaders import TextualInversionLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -139,8 +141,12 @@ def scheduler_problem(scheduler, objective: str) -> str | None:
     return None
 
 
-class LatentDiffusionPipeline(DiffusionPipeline):
+class LatentDiffusionPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
     """Latent diffusion with a frozen CLIP text encoder, a UNet or a DiT, and classifier-free guidance.
+
+    With diffusers' ``TextualInversionLoaderMixin``, as SD's pipeline: ``load_textual_inversion(path,
+    token=...)`` adds a learned word (a ``learned_embeds.safetensors``) to the tokenizer and text encoder, and
+    prompts go through ``maybe_convert_prompt`` (a multi-vector word becomes its tokens).
 
     ``pipe(prompt, num_inference_steps=20, guidance_scale=3.0, generator=None, output_type="np")`` returns an
     ``ImagePipelineOutput`` whose ``images`` are (B, 32, 32, 3) floats in [0, 1] (``np``), PIL images
@@ -192,6 +198,31 @@ class LatentDiffusionPipeline(DiffusionPipeline):
         other.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return other
 
+    def own_tokenizer(self) -> T.ShapesTokenizer:
+        """This pipeline's tokenizer, made its own first when it is the world's shared one (what
+        :func:`assemble` passes): a word added to it must not reach every other model's tokenizer."""
+        if self.tokenizer is T.tokenizer():
+            self.register_modules(tokenizer=copy.deepcopy(self.tokenizer))
+        return self.tokenizer
+
+    def load_textual_inversion(self, pretrained_model_name_or_path, token=None, tokenizer=None, text_encoder=None,
+                               **kwargs):
+        """diffusers' loader (safetensors only, local files only), on a tokenizer of this pipeline's own, without
+        transformers' warning on how ``resize_token_embeddings`` fills the new row (the loader overwrites it)."""
+        from transformers.utils import logging as transformers_logging
+
+        if tokenizer is None:
+            self.own_tokenizer()
+        kwargs.setdefault("use_safetensors", True)
+        kwargs.setdefault("local_files_only", True)
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
+        try:
+            return super().load_textual_inversion(pretrained_model_name_or_path, token=token, tokenizer=tokenizer,
+                                                  text_encoder=text_encoder, **kwargs)
+        finally:
+            transformers_logging.set_verbosity(verbosity)
+
     # ------------------------------------------------------------------------- the steps of a call
 
     def check_inputs(self, prompts: list[str], steps: int, guidance: float, generator, output_type: str) -> None:
@@ -215,7 +246,10 @@ class LatentDiffusionPipeline(DiffusionPipeline):
     def encode_prompt(self, prompts: Sequence[str], guidance: float):
         """``(states, mask, null_states, null_mask)``: the text encoder's token states of the prompts and, when
         guiding, of as many empty captions (``None`` at ``guidance = 1``)."""
-        ids, mask = encode_prompts(list(prompts), self.tokenizer)
+        prompts = list(prompts)
+        if any(f"{t}_1" in self.tokenizer.added_tokens_encoder for t in self.tokenizer.added_tokens_encoder):
+            prompts = self.maybe_convert_prompt(prompts, self.tokenizer)  # only a multi-vector word changes
+        ids, mask = encode_prompts(prompts, self.tokenizer)
         device = self.denoiser.device
         ids, mask = ids.to(device), mask.to(device)
         states = L.encode_text(self.text_encoder, ids, mask)

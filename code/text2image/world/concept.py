@@ -19,7 +19,7 @@ import numpy as np
 
 from text2image.world import captions as C
 from text2image.world.render import render
-from text2image.world.scene import (COLOUR_NAMES, RELATIONS, SHAPES, SIZES, Scene, WorldError,
+from text2image.world.scene import (COLOUR_NAMES, RELATIONS, SHAPES, SIZES, Object, Scene, WorldError,
                                     draws, place)
 from text2image.world.splits import HELDOUT_PAIRS, scene_for
 
@@ -40,6 +40,11 @@ class ConceptImages:
 
     def __len__(self) -> int:
         return len(self.scenes)
+
+    def captions(self, word: str = PLACEHOLDER) -> list[str]:
+        """Each image's caption in the world's style, the star written ``word``: "a small red <star>". Size
+        and colour are named, so a word learned from these captions has no reason to hold either."""
+        return [C.text_of(_noun_phrase(C.Spec(o.shape, o.colour, o.size), word)) for o in (s[0] for s in self.scenes)]
 
 
 def training_examples(n: int = 6, seed: int = TRAINING_SEED, resolution: int = 32) -> ConceptImages:
@@ -108,4 +113,19 @@ def relation_prompts(n: int, seed: int = 0) -> list[ConceptPrompt]:
         specs = (C.Spec(STAR, star_colour, rng.pick(SIZES)), C.Spec(other_shape, other_colour, rng.pick(SIZES)))
         prompt = C.Prompt("relation", specs, 1, (0, rng.pick(RELATIONS), 1))
         out.append(ConceptPrompt(prompt, scene_for(prompt, rng)))
+    return out
+
+
+def overlap_with_star(resolution: int = 32) -> dict[str, float]:
+    """``{base shape: IoU of its mask with the star's}``, both centred, averaged over the two sizes: which word of
+    the base world already draws the pixels closest to a star's (a class word to start an inversion from)."""
+    out = {}
+    for shape in SHAPES:
+        ious = []
+        for size in SIZES:
+            scenes = [Scene((Object(s, COLOUR_NAMES[0], size, 0.5, 0.5),)) for s in (shape, STAR)]
+            _, masks = render(scenes, resolution, max_objects=1)
+            a, b = masks[0, 0], masks[1, 0]
+            ious.append(float((a & b).sum() / (a | b).sum()))
+        out[shape] = sum(ious) / len(ious)
     return out

@@ -1,0 +1,52 @@
+"""The pivotal-tuning recipes at smoke (issue: textual inversion): ``<star>`` learned on the smoke ``ldm-unet``, cached
+next to its weights under a key of their digest and the settings, loaded back bit for bit, learned again for other
+settings, and never cached next to a base that is not saved."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from text2image import checkpoints, profiles, recipes
+from text2image.methods import textual_inversion as TI
+from text2image.recipes import latent as R
+from text2image.recipes import pivotal as PV
+
+PROFILE = "smoke"
+
+
+def test_the_word_is_learned_once_cached_next_to_the_base_and_loaded_back():
+    pipe, first = PV.textual_inversion(profile=PROFILE)
+    config = PV.settings(PROFILE)
+    folder = PV.inversion_folder(PV.BASE, PROFILE, config)
+    base = recipes.checkpoint_folder(PV.BASE, PROFILE)
+    assert folder.parent.parent == base and (folder / TI.WEIGHTS_NAME).is_file()
+    assert TI.read(folder)[1][TI.BASE_KEY] == first.base == TI.base_digest(R.model(PV.BASE, PROFILE)[0].tokenizer,
+                                                                           R.model(PV.BASE, PROFILE)[0].text_encoder)
+    assert checkpoints.weights_digest(base) != "none"  # the inversion is no weight of the base's
+    history = json.loads((folder / "history.json").read_text())
+    assert history == first.history and [h["step"] for h in history] == list(range(0, config["steps"] + 1, 2))
+    images = TI.sample(pipe, ["a small red <star>"], seed=1, sampling=R.default_sampling(PROFILE))
+
+    again_pipe, again = PV.textual_inversion(profile=PROFILE)  # from the cache: nothing learned
+    assert torch.equal(again.embedding, first.embedding) and torch.equal(again.initial, first.initial)
+    assert again.history == first.history and again.settings == first.settings
+    assert np.array_equal(TI.sample(again_pipe, ["a small red <star>"], seed=1,
+                                    sampling=R.default_sampling(PROFILE)), images)
+
+    other = PV.inversion_folder(PV.BASE, PROFILE, PV.settings(PROFILE, lr=1e-2))
+    assert other != folder and not other.exists()  # another learning rate, another folder
+
+
+def test_a_base_with_no_saved_weights_is_never_cached_next_to():
+    recipes.load_or_train(PV.BASE, PROFILE, progress=False)  # a saved base is there, its folder a key
+    folder = PV.inversion_folder(PV.BASE, PROFILE, PV.settings(PROFILE, steps=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    with recipes.untrained():
+        pipe, inversion = PV.textual_inversion(profile=PROFILE, steps=2)
+    assert inversion.history[-1]["step"] == 2 and "<star>" in pipe.tokenizer.get_vocab()
+    assert not folder.exists()  # the saved base's key, never written for a built base
+    with pytest.raises(profiles.ProfileError):
+        PV.settings("nowhere")
