@@ -276,6 +276,11 @@ def paper_table(rows: Sequence[Mapping], base: str, full: str):
                            lang.tr("objets", "objects")], body)
 
 
+def share(value: Mapping) -> str:
+    """``37,3 % (33,5–41,3)``: a share with its interval, as the prose quotes it."""
+    return G.share_text(value)
+
+
 def difference(a: Mapping, b: Mapping) -> dict:
     return LC.difference(a, b)
 
