@@ -306,6 +306,16 @@ def budget(manifest: Mapping) -> dict:
             "paper_batch": PAPER_TRAINING["batch"]}
 
 
+def against_encoder(rows: Sequence[Mapping], encoder_result: Mapping, base: str) -> dict:
+    """The MG-3 of a model that changed its text encoder instead (``encoder_result``, a benchmark result) against
+    the best fine-tune's: which of the two levers moved MG-3 more from the base."""
+    best = max((r for r in rows if r["model"] != base), key=lambda r: r["mg3"]["p"])
+    more = encoder_result["mg"]["3"]["p"] > best["mg3"]["p"]
+    return {"share": share(encoder_result["mg"]["3"]), "best": model_name(best["model"]),
+            "best_share": share(best["mg3"]),
+            "words": lang.tr("plus que" if more else "moins que", "more than" if more else "less than")}
+
+
 def room(rows: Sequence[Mapping], base: str) -> dict:
     """Does the base leave room on the five-object prompts (MG-3 at most :data:`ROOM_MG3`)?"""
     mg3 = next(r for r in rows if r["model"] == base)["mg3"]
