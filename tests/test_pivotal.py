@@ -1,6 +1,6 @@
-"""The pivotal-tuning recipes at smoke (issue: textual inversion): ``<star>`` learned on the smoke ``ldm-unet``, cached
-next to its weights under a key of their digest and the settings, loaded back bit for bit, learned again for other
-settings, and never cached next to a base that is not saved."""
+"""The pivotal-tuning recipes at smoke (issues: textual inversion, LoRA): ``<star>`` learned on the smoke ``ldm-unet``,
+then a LoRA tuned around it, each cached next to its weights under a key of their digest and the settings, loaded back
+bit for bit, made again for other settings, and never cached next to a base that is not saved."""
 
 import json
 import shutil
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from text2image import checkpoints, profiles, recipes
+from text2image.methods import lora as LO
 from text2image.methods import textual_inversion as TI
 from text2image.recipes import latent as R
 from text2image.recipes import pivotal as PV
@@ -50,3 +51,46 @@ def test_a_base_with_no_saved_weights_is_never_cached_next_to():
     assert not folder.exists()  # the saved base's key, never written for a built base
     with pytest.raises(profiles.ProfileError):
         PV.settings("nowhere")
+
+
+# ----------------------------------------------------------------------------- the LoRA around the pivot
+
+def test_the_lora_is_tuned_once_cached_next_to_the_base_and_loaded_back():
+    pipe, inversion, first = PV.lora(profile=PROFILE)
+    config = PV.lora_settings(PROFILE)
+    pivot = PV.inversion_folder(PV.BASE, PROFILE, PV.settings(PROFILE))
+    folder = PV.lora_folder(PV.BASE, PROFILE, pivot, config)
+    base = recipes.checkpoint_folder(PV.BASE, PROFILE)
+    assert folder.parent.parent == base and (folder / LO.WEIGHTS_NAME).is_file()
+    assert LO.read(folder)[1][LO.BASE_KEY] == first.base == LO.base_digest(R.model(PV.BASE, PROFILE)[0].unet)
+    assert first.token == inversion.token == "<star>" and first.rank == LO.RANK
+    history = json.loads((folder / "history.json").read_text())
+    assert history == first.history and [h["step"] for h in history] == list(range(0, config["steps"] + 1, 2))
+    prompts, sampling = ["a small red <star>"], R.default_sampling(PROFILE)
+    images = TI.sample(pipe, prompts, seed=1, sampling=sampling)
+
+    again_pipe, _, again = PV.lora(profile=PROFILE)  # from the cache: nothing tuned
+    assert set(again.weights) == set(first.weights)
+    assert all(torch.equal(again.weights[k], v) for k, v in first.weights.items())
+    assert again.history == first.history and again.settings == first.settings
+    assert np.array_equal(TI.sample(again_pipe, prompts, seed=1, sampling=sampling), images)
+    again_pipe.unload_lora_weights()  # the word alone again: the inversion's images
+    assert np.array_equal(TI.sample(again_pipe, prompts, seed=1, sampling=sampling),
+                          TI.sample(PV.textual_inversion(profile=PROFILE)[0], prompts, seed=1, sampling=sampling))
+
+    other = PV.lora_folder(PV.BASE, PROFILE, pivot, PV.lora_settings(PROFILE, rank=2))
+    assert other != folder and not other.exists()  # another rank, another folder
+    relearnt = PV.inversion_folder(PV.BASE, PROFILE, PV.settings(PROFILE, lr=1e-2))
+    assert PV.lora_folder(PV.BASE, PROFILE, relearnt, config) != folder  # another word, another folder
+
+
+def test_a_lora_on_a_base_with_no_saved_weights_is_never_cached():
+    recipes.load_or_train(PV.BASE, PROFILE, progress=False)  # a saved base is there, its folder a key
+    pivot = PV.inversion_folder(PV.BASE, PROFILE, PV.settings(PROFILE))
+    folder = PV.lora_folder(PV.BASE, PROFILE, pivot, PV.lora_settings(PROFILE, steps=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    with recipes.untrained():
+        pipe, _, adapter = PV.lora(profile=PROFILE, steps=2)
+    assert adapter.history[-1]["step"] == 2 and pipe.unet.active_adapters() == [LO.ADAPTER]
+    assert not folder.exists()  # the saved base's key, never written for a built base
+    assert PV.lora_folder(PV.BASE, PROFILE, None, PV.lora_settings(PROFILE, steps=2)) is None

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
@@ -59,7 +60,7 @@ import numpy as np
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
                        EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler)
-from diffusers.loaders import TextualInversionLoaderMixin
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -109,6 +110,10 @@ def scheduler_for(sampler: str, objective: str = "epsilon"):
                                        solver_order=2)
 
 
+def _no_text_encoder_note(record: logging.LogRecord) -> bool:
+    return "No LoRA keys associated to" not in record.getMessage()
+
+
 def _init_sigma(scheduler) -> float:
     """The spread of the starting noise (Euler's is its largest sigma; flow matching's 1)."""
     return getattr(scheduler, "init_noise_sigma", 1.0)
@@ -141,12 +146,17 @@ def scheduler_problem(scheduler, objective: str) -> str | None:
     return None
 
 
-class LatentDiffusionPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
+class LatentDiffusionPipeline(DiffusionPipeline, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin):
     """Latent diffusion with a frozen CLIP text encoder, a UNet or a DiT, and classifier-free guidance.
 
     With diffusers' ``TextualInversionLoaderMixin``, as SD's pipeline: ``load_textual_inversion(path,
     token=...)`` adds a learned word (a ``learned_embeds.safetensors``) to the tokenizer and text encoder, and
     prompts go through ``maybe_convert_prompt`` (a multi-vector word becomes its tokens).
+
+    With SD's ``StableDiffusionLoraLoaderMixin`` too (its components are SD's: ``unet`` and a ``CLIPTextModel``):
+    ``load_lora_weights(folder, adapter_name=...)`` reads a ``pytorch_lora_weights.safetensors`` into the UNet
+    through peft, and ``disable_lora`` / ``delete_adapters`` / ``unload_lora_weights`` take it out again
+    (:mod:`text2image.methods.lora`). A DiT pipeline has no ``unet`` to load into and says so.
 
     ``pipe(prompt, num_inference_steps=20, guidance_scale=3.0, generator=None, output_type="np")`` returns an
     ``ImagePipelineOutput`` whose ``images`` are (B, 32, 32, 3) floats in [0, 1] (``np``), PIL images
@@ -222,6 +232,22 @@ class LatentDiffusionPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
                                                   text_encoder=text_encoder, **kwargs)
         finally:
             transformers_logging.set_verbosity(verbosity)
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name=None, **kwargs):
+        """diffusers' loader (safetensors only, local files only) into the UNet; refused for a DiT pipeline."""
+        if self.unet is None:
+            raise ValueError(f"this pipeline's denoiser is a {type(self.transformer).__name__}, not a UNet: "
+                             f"a UNet LoRA has nothing to load into")
+        kwargs.setdefault("use_safetensors", True)
+        kwargs.setdefault("local_files_only", True)
+        # a UNet-only adapter has no text-encoder keys: the mixin's warning that it found none says nothing here
+        source = logging.getLogger("diffusers.loaders.lora_base")
+        source.addFilter(_no_text_encoder_note)
+        try:
+            return super().load_lora_weights(pretrained_model_name_or_path_or_dict, adapter_name=adapter_name,
+                                             **kwargs)
+        finally:
+            source.removeFilter(_no_text_encoder_note)
 
     # ------------------------------------------------------------------------- the steps of a call
 

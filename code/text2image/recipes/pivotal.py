@@ -16,6 +16,19 @@ is never cached next to.
 Settings per profile (:data:`CONFIG`): the source's (diffusers' README) lr
 5e-4 and about 3,000 steps for ``cpu`` and ``gpu``; ``smoke`` a few steps at a
 larger rate, to move at all.
+
+:func:`lora` is the next step, the generator tuned around that pivot: a LoRA of
+rank 4 on the UNet's attention projections
+(:func:`text2image.methods.lora.tune`) on the same six images captioned with
+the learnt word, after :func:`textual_inversion`. It is cached next to the
+base's weights too, in ``<base checkpoint>/loras/<key>/``
+(``pytorch_lora_weights.safetensors``, the file diffusers'
+``load_lora_weights`` reads, and ``history.json``), the key a digest of the
+base's weights, of the inversion's key and of the LoRA's settings: a word
+learnt again is tuned around again. Settings per profile (:data:`LORA_CONFIG`):
+the text-to-image LoRA README's rate, 1e-4, and 500 steps for ``cpu`` and
+``gpu`` (not yet measured against the chapter's question); ``smoke`` a few
+steps at a larger rate.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from pathlib import Path
 import torch
 
 from text2image import checkpoints, paths, profiles
+from text2image.methods import lora as LO
 from text2image.methods import textual_inversion as TI
 from text2image.pipelines import latent as P
 from text2image.recipes import checkpoint_folder
@@ -43,6 +57,14 @@ SEED = 2_417  # the batches, noises and time steps of the inversion
 CACHE_VERSION = "1"  # of what an inversion folder holds: bump to learn every word again
 INVERSIONS = "inversions"
 HISTORY = "history.json"
+LORA_CONFIG = {
+    "smoke": dict(steps=8, lr=1e-2, rank=LO.RANK, log_every=2),
+    "cpu": dict(steps=500, lr=LO.LR, rank=LO.RANK, log_every=25),
+    "gpu": dict(steps=500, lr=LO.LR, rank=LO.RANK, log_every=25),
+}
+LORA_SEED = 2_418  # the batches, noises and time steps of the LoRA, and its A's start
+LORA_CACHE_VERSION = "1"  # of what a LoRA folder holds: bump to tune every adapter again
+LORAS = "loras"
 
 
 def settings(profile: str | None = None, steps: int | None = None, lr: float | None = None,
@@ -85,27 +107,93 @@ def _cached(pipe: P.LatentDiffusionPipeline, folder: Path, config: dict) -> TI.I
                         json.loads(metadata["settings"]))
 
 
-def textual_inversion(name: str = BASE, steps: int | None = None, lr: float | None = None,
-                      profile: str | None = None, seed: int = SEED,
-                      initializer: str = TI.INITIALIZER) -> tuple[P.LatentDiffusionPipeline, TI.Inversion]:
-    """The pipeline ``name`` with ``<star>`` learned (``steps`` at ``lr``, the profile's by default), and the
-    inversion: loaded from its cache folder when it was learned before on these weights, else learned and cached."""
-    profile = profiles.check(profile) if profile else profiles.current()
-    config = settings(profile, steps, lr, seed, initializer)
+def _pivot(name: str, profile: str, config: dict) -> tuple[P.LatentDiffusionPipeline, TI.Inversion, Path | None]:
+    """The pipeline with the word, the inversion, and its cache folder (``None``: a base with no saved weights)."""
     pipe, manifest = R.model(name, profile)
     # a freshly built base (recipes.untrained) is not the saved one whose folder the key would name
     folder = None if manifest.get("untrained") else inversion_folder(name, profile, config)
     if folder is not None:
         paths.recover_dir(folder)
         if (folder / HISTORY).is_file():
-            return pipe, _cached(pipe, folder, config)
+            return pipe, _cached(pipe, folder, config), folder
     inversion = _learn(pipe, config)
     if folder is not None:
         temp = paths.new_dir(folder)
         inversion.save(temp)
         (temp / HISTORY).write_text(json.dumps(inversion.history, indent=1) + "\n")
         paths.swap_dir(temp, folder)
+    return pipe, inversion, folder
+
+
+def textual_inversion(name: str = BASE, steps: int | None = None, lr: float | None = None,
+                      profile: str | None = None, seed: int = SEED,
+                      initializer: str = TI.INITIALIZER) -> tuple[P.LatentDiffusionPipeline, TI.Inversion]:
+    """The pipeline ``name`` with ``<star>`` learned (``steps`` at ``lr``, the profile's by default), and the
+    inversion: loaded from its cache folder when it was learned before on these weights, else learned and cached."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    pipe, inversion, _ = _pivot(name, profile, settings(profile, steps, lr, seed, initializer))
     return pipe, inversion
+
+
+# ----------------------------------------------------------------------------- the LoRA around the pivot
+
+def lora_settings(profile: str | None = None, steps: int | None = None, lr: float | None = None,
+                  rank: int | None = None, seed: int = LORA_SEED) -> dict:
+    """The profile's LoRA settings, with ``steps``, ``lr`` and ``rank`` when given (alpha is the rank)."""
+    config = dict(LORA_CONFIG[profiles.check(profile) if profile else profiles.current()])
+    config.update({k: v for k, v in (("steps", steps), ("lr", lr), ("rank", rank)) if v is not None})
+    return {**config, "seed": int(seed), "targets": list(LO.TARGETS), "examples": [concept.TRAINING_SEED, 6]}
+
+
+def lora_folder(name: str, profile: str, inversion: Path | None, config: dict) -> Path | None:
+    """Where the LoRA tuned with ``config`` around the word cached in ``inversion`` is cached (``None``: a base
+    with no saved weights, or a word that is not cached)."""
+    base = checkpoint_folder(name, profile)
+    digest = checkpoints.weights_digest(base) if base.is_dir() else "none"
+    if digest == "none" or inversion is None:
+        return None
+    key = hashlib.sha256(json.dumps([LORA_CACHE_VERSION, digest, inversion.name, config],
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    if paths.writable(base):
+        return base / LORAS / key
+    return paths.cache_dir("results") / f"{base.name}-{LORAS}" / key
+
+
+def _tune(pipe: P.LatentDiffusionPipeline, token: str, config: dict) -> LO.Adapter:
+    examples = concept.training_examples(config["examples"][1], concept.TRAINING_SEED)
+    return LO.tune(pipe, examples, token, steps=config["steps"], lr=config["lr"], rank=config["rank"],
+                   targets=config["targets"], log_every=config["log_every"], seed=config["seed"])
+
+
+def _cached_lora(pipe: P.LatentDiffusionPipeline, folder: Path, token: str) -> LO.Adapter:
+    LO.load(pipe, folder)
+    _, metadata = LO.read(folder)
+    return LO.Adapter.from_unet(pipe.unet, LO.ADAPTER, token, json.loads((folder / HISTORY).read_text()),
+                                metadata[LO.BASE_KEY], json.loads(metadata["settings"]))
+
+
+def lora(name: str = BASE, steps: int | None = None, lr: float | None = None, rank: int | None = None,
+         profile: str | None = None, seed: int = LORA_SEED,
+         inversion: dict | None = None) -> tuple[P.LatentDiffusionPipeline, TI.Inversion, LO.Adapter]:
+    """The pipeline ``name`` with ``<star>`` learned (:func:`textual_inversion`, ``inversion`` its settings) and
+    a LoRA tuned around it (``steps`` at ``lr``, of ``rank``; the profile's by default), active in its UNet; the
+    inversion and the adapter. Each is loaded from its cache folder when it was made before, else made and cached."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    options = dict(inversion or {})
+    pipe, pivot, pivot_folder = _pivot(name, profile, settings(profile, **options))
+    config = lora_settings(profile, steps, lr, rank, seed)
+    folder = lora_folder(name, profile, pivot_folder, config)
+    if folder is not None:
+        paths.recover_dir(folder)
+        if (folder / HISTORY).is_file():
+            return pipe, pivot, _cached_lora(pipe, folder, pivot.token)
+    adapter = _tune(pipe, pivot.token, config)
+    if folder is not None:
+        temp = paths.new_dir(folder)
+        adapter.save(temp)
+        (temp / HISTORY).write_text(json.dumps(adapter.history, indent=1) + "\n")
+        paths.swap_dir(temp, folder)
+    return pipe, pivot, adapter
 
 
 @torch.no_grad()
