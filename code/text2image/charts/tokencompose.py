@@ -308,8 +308,8 @@ def budget(manifest: Mapping) -> dict:
 
 def against_encoder(rows: Sequence[Mapping], encoder_result: Mapping, base: str) -> dict:
     """The MG-3 of a model that changed its text encoder instead (``encoder_result``, a benchmark result) against
-    the best fine-tune's: which of the two levers moved MG-3 more from the base."""
-    best = max((r for r in rows if r["model"] != base), key=lambda r: r["mg3"]["p"])
+    the best fine-tune with a grounding loss (the control left out): which lever moved MG-3 more."""
+    best = max((r for r in rows if r["method"] not in ("base", "control")), key=lambda r: r["mg3"]["p"])
     more = encoder_result["mg"]["3"]["p"] > best["mg3"]["p"]
     return {"share": share(encoder_result["mg"]["3"]), "best": model_name(best["model"]),
             "best_share": share(best["mg3"]),
