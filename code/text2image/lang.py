@@ -78,6 +78,11 @@ def power_of_ten(value: float) -> str:
     return Text("10" + str(exponent).translate(SUPERSCRIPTS))
 
 
+def quoted(text: str, lang: str | None = None) -> str:
+    """A prompt or a word as each edition quotes it: « a red circle » (narrow no-break spaces) or “a red circle”."""
+    return Text(f"«{NNBSP}{text}{NNBSP}»" if (lang or current()) == "fr" else f"“{text}”")
+
+
 def colon(lang: str | None = None) -> str:
     """The colon of a label (``name: value``): French puts a no-break space before it, English none."""
     return Text("\u00a0:" if (lang or current()) == "fr" else ":")

@@ -205,3 +205,24 @@ def recover_dir(final: Path) -> None:
     for leftover in (temp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
+
+
+def safetensors_file(path: str | Path, filename: str, what: str, writer: str,
+                     error: type[Exception] = ValueError) -> Path:
+    """The safetensors file ``path`` names (the file, or the folder holding ``filename``): a missing file names
+    what writes it, any other format is refused (a pickle can run code)."""
+    path = Path(path)
+    file = path / filename if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no {what} here; {writer} writes {filename}")
+    if file.suffix != ".safetensors":
+        raise error(f"{file}: only safetensors {what}s are loaded (a pickle can run code)")
+    return file
+
+
+def read_safetensors(file: str | Path) -> tuple[dict, dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file, as stored."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as handle:
+        return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})

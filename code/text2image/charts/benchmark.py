@@ -137,7 +137,7 @@ def samples(rows: Mapping[str, Callable], prompts: Sequence[str], seed: int = 0,
                          gridspec_kw={"width_ratios": [2.4] + [1] * len(rows)})
     for r, prompt in enumerate(prompts):
         axes[r, 0].axis("off")
-        quoted = f"«{lang.NNBSP}{prompt}{lang.NNBSP}»" if lang.current() == "fr" else f"“{prompt}”"
+        quoted = lang.quoted(prompt)
         axes[r, 0].text(0, 0.5, wrap(quoted, 30),
                         va="center", ha="left", fontsize=9, transform=axes[r, 0].transAxes)
     for c, (label, generate) in enumerate(rows.items(), start=1):

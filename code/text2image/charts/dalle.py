@@ -41,7 +41,7 @@ def model_name(model: str) -> str:
 
 
 def _quoted(prompt: str) -> str:
-    return f"«{lang.NNBSP}{prompt}{lang.NNBSP}»" if lang.current() == "fr" else f"“{prompt}”"
+    return lang.quoted(prompt)
 
 
 def tokens(examples: Sequence[Mapping]):

@@ -265,7 +265,7 @@ def collapse_chart(draws: Mapping[str, np.ndarray], prompt: str):
         for c in range(n):
             show_image(axes[r, c], draws[name][c])
         axes[r, 0].set_ylabel(wrap(short_name(name), 10), fontsize=SMALL)
-    quoted = f"«{lang.NNBSP}{prompt}{lang.NNBSP}»" if lang.current() == "fr" else f"“{prompt}”"
+    quoted = lang.quoted(prompt)
     fig.suptitle(wrap(quoted, 70), fontsize=SMALL)
     fig.tight_layout(rect=(0, 0, 1, 0.94), h_pad=0.3, w_pad=0.3)
     return fig
@@ -284,7 +284,7 @@ def trajectory_chart(runs: Mapping[str, tuple[list[int], list[float], list[np.nd
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(wrap(sampler_name(sampler), 12), fontsize=SMALL)
-    quoted = f"«{lang.NNBSP}{prompt}{lang.NNBSP}»" if lang.current() == "fr" else f"“{prompt}”"
+    quoted = lang.quoted(prompt)
     fig.suptitle(wrap(quoted, 70), fontsize=SMALL)
     fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=0.3, w_pad=0.3)
     return fig

@@ -458,7 +458,7 @@ def scheduler_samples(pipe, prompts: Sequence[str], samplers: Sequence[str], ste
         for c, image in enumerate(images):
             show_image(axes[r, c], image)
             if r == 0:
-                quoted = f"«{lang.NNBSP}{prompts[c]}{lang.NNBSP}»" if lang.current() == "fr" else f"“{prompts[c]}”"
+                quoted = lang.quoted(prompts[c])
                 axes[r, c].set_title(wrap(quoted, 22), fontsize=SMALL)
         axes[r, 0].set_ylabel(sampler_name(sampler), fontsize=SMALL)
     fig.tight_layout(h_pad=0.4)

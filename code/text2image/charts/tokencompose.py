@@ -31,6 +31,7 @@ PAPER = {"sd14": {"mg2": 90.7, "mg3": 50.7, "mg4": 11.7, "mg5": 0.9, "object_acc
 PAPER_TRAINING = {"steps": 24_000, "batch": 4}  # the paper's fine-tune of SD 1.4 (effective batch 4)
 PAPER_GAIN_MG3 = 0.25  # the gain asked of the full model on MG-3: the paper's 50.7 -> 76.2, about 25 points
 ROOM_MG3 = 0.85        # above this base MG-3, the five-object prompts leave too little room to see a gain
+BLOCK_NAMES = {"down": ("descente", "down"), "mid": ("milieu", "mid"), "up": ("montée", "up")}
 SKIPPED_WORDS = ("a", "an", "the", "of", "to", "and")  # words whose maps the figures leave out
 
 
@@ -49,6 +50,10 @@ def model_name(name: str) -> str:
     if replica and replica != 1:
         label += lang.tr(f" (graine {replica})", f" (seed {replica})")
     return lang.Text(label)
+
+
+def minutes(manifest: Mapping) -> float:
+    return LC.minutes(manifest)
 
 
 def weight_text(value: float) -> str:
@@ -95,9 +100,6 @@ def layers_table(models: Mapping[str, Sequence]):
     return markdown_table(headers, rows, align="lllrrrrrl")
 
 
-BLOCK_NAMES = {"down": ("descente", "down"), "mid": ("milieu", "mid"), "up": ("montée", "up")}
-
-
 def layout(shapes: Sequence) -> dict:
     """Numbers of one UNet's layout for the prose: its layers, the supervised ones, the first layer's input."""
     from text2image.methods.tokencompose import SUPERVISED
@@ -132,6 +134,11 @@ def group_label(key: tuple[str, tuple[int, int]]) -> str:
     return f"{lang.tr(*BLOCK_NAMES[block])} {h}×{w}"
 
 
+def finest_group(seen) -> tuple[str, tuple[int, int]]:
+    """The up block's finest group of a sampling run's maps (where a word's map is sharpest)."""
+    return max(seen.maps[-1], key=lambda key: (key[0] == "up", key[1]))
+
+
 def word_maps_chart(seen, prompt: str, step: int = -1):
     """The map of each shown word (rows) in each layer group (columns) at one denoising step, over the image
     drawn (in grey): where each word looks, at every resolution of the UNet."""
@@ -141,7 +148,7 @@ def word_maps_chart(seen, prompt: str, step: int = -1):
     fig, axes = subplots(len(words), len(keys) + 1, figsize=(0.96 * WIDTH, 0.95 * len(words) + 0.5), squeeze=False)
     for r, (token, word) in enumerate(words):
         show_image(axes[r, 0], seen.image)
-        axes[r, 0].set_ylabel(f"« {word} »" if lang.current() == "fr" else f"“{word}”", fontsize=SMALL)
+        axes[r, 0].set_ylabel(lang.quoted(word), fontsize=SMALL)
         for c, key in enumerate(keys, 1):
             heat = maps[key][..., token]
             _overlay(axes[r, c], seen.image, heat, max(float(heat.max()), 1e-6))
@@ -160,7 +167,7 @@ def steps_chart(seen, prompt: str, key: tuple[str, tuple[int, int]], shown: int 
     fig, axes = subplots(len(words), len(picks) + 1, figsize=(0.96 * WIDTH, 0.95 * len(words) + 0.5), squeeze=False)
     for r, (token, word) in enumerate(words):
         show_image(axes[r, 0], seen.image)
-        axes[r, 0].set_ylabel(f"« {word} »" if lang.current() == "fr" else f"“{word}”", fontsize=SMALL)
+        axes[r, 0].set_ylabel(lang.quoted(word), fontsize=SMALL)
         vmax = max(float(seen.maps[s][key][..., token].max()) for s in picks)
         for c, s in enumerate(picks, 1):
             _overlay(axes[r, c], seen.image, seen.maps[s][key][..., token], max(vmax, 1e-6))
@@ -231,7 +238,7 @@ def training_table(manifests: Mapping[str, Mapping]):
     for name, m in manifests.items():
         token, pixel = R.weights(name)
         body.append([f"`{name}`", weight_text(token), weight_text(pixel), str(R.replica_of(name)),
-                     lang.integer(m["steps"]), lang.number(m["train_seconds"] / 60, 1),
+                     lang.integer(m["steps"]), lang.number(minutes(m), 1),
                      lang.number(m["samples_per_second"], 0)])
     return markdown_table([lang.tr("recette", "recipe"), "λ_token", "λ_pixel", lang.tr("graine", "seed"),
                            lang.tr("pas", "steps"), "minutes", lang.tr("images / s", "images / s")], body,
@@ -240,18 +247,14 @@ def training_table(manifests: Mapping[str, Mapping]):
 
 # ----------------------------------------------------------------------------- the ablation
 
-def _pct(share: Mapping | None) -> str:
-    return interval(share) if share else "–"
-
-
 def ablation_table(rows: Sequence[Mapping]):
     """The ablation: each model's loss weights, MG-2 to MG-5, object accuracy, colour attribution, relation
     given both objects (%, Wilson 95 %), Fréchet distance (× 10³) and latency (ms an image)."""
     body = []
     for r in rows:
         body.append([model_name(r["model"]), weight_text(r["lambda_token"]), weight_text(r["lambda_pixel"]),
-                     *(_pct(r[f"mg{k}"]) for k in range(2, 6)), _pct(r["object_accuracy"]),
-                     _pct(r["colour_attribution"]), _pct(r["relation"]),
+                     *(interval(r[f"mg{k}"]) for k in range(2, 6)), interval(r["object_accuracy"]),
+                     interval(r["colour_attribution"]), interval(r["relation"]),
                      lang.number(1000 * r["frechet"], 1) if r["frechet"] is not None else "–",
                      lang.number(r["latency_ms"], 1) if r.get("latency_ms") is not None else "–"])
     headers = [lang.tr("modèle", "model"), "λ_token", "λ_pixel", "MG-2", "MG-3", "MG-4", "MG-5",
@@ -281,15 +284,11 @@ def share(value: Mapping) -> str:
     return G.share_text(value)
 
 
-def difference(a: Mapping, b: Mapping) -> dict:
-    return LC.difference(a, b)
-
-
 def gain(rows: Sequence[Mapping], model: str, against: str, key: str = "mg3") -> dict:
     """``model`` against ``against`` on ``key``: the change with Newcombe's interval, in words, and whether it
     reaches the paper's gain on MG-3."""
     by = {r["model"]: r for r in rows}
-    d = difference(by[model][key], by[against][key])
+    d = LC.difference(by[model][key], by[against][key])
     return {"text": LC.points_text(d), "p": d["p"], "clear": d["lo"] > 0 or d["hi"] < 0,
             "verdict": lang.tr("au-delà de l'intervalle de zéro" if (d["lo"] > 0 or d["hi"] < 0)
                                else "dans l'intervalle de zéro",
@@ -363,8 +362,9 @@ def iou_table(rows: Sequence[Mapping]):
 
 
 def _group_text(name: str) -> str:
+    """A group as results name it (``"up 8x8"``) in the chapter's words (:func:`group_label`)."""
     block, grid = name.split()
-    return f"{lang.tr(*BLOCK_NAMES[block])} {grid.replace('x', '×')}"
+    return group_label((block, tuple(int(side) for side in grid.split("x"))))
 
 
 def _signed(value: float) -> str:

@@ -75,9 +75,9 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from text2image import paths
 from text2image.methods import textual_inversion as TI
 from text2image.models import diffusion as D
 from text2image.models import latent as L
@@ -322,20 +322,13 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
 # ----------------------------------------------------------------------------- the file, loading
 
 def weights_file(path: str | Path) -> Path:
-    """The ``pytorch_lora_weights.safetensors`` a path names (the file, or the folder holding it)."""
-    path = Path(path)
-    file = path / WEIGHTS_NAME if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no LoRA adapter here; Adapter.save writes {WEIGHTS_NAME}")
-    if file.suffix != ".safetensors":
-        raise LoRAError(f"{file}: only safetensors adapters are loaded (a pickle can run code)")
-    return file
+    """The weights file a path names (the file, or the folder holding it)."""
+    return paths.safetensors_file(path, WEIGHTS_NAME, "LoRA adapter", "Adapter.save", LoRAError)
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``(tensors, metadata)`` of an adapter file, as stored (``unet.``-prefixed diffusers keys)."""
-    with safe_open(str(weights_file(path)), framework="pt") as handle:
-        return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+    return paths.read_safetensors(weights_file(path))
 
 
 def load(pipe: P.LatentDiffusionPipeline, path: str | Path, adapter_name: str = ADAPTER,

@@ -69,9 +69,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from diffusers.loaders.textual_inversion import TEXT_INVERSION_NAME_SAFE
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from text2image import paths
 from text2image import text as T
 from text2image.models import diffusion as D
 from text2image.models import latent as L
@@ -363,20 +363,13 @@ def invert(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | No
 # ----------------------------------------------------------------------------- loading and sampling
 
 def weights_file(path: str | Path) -> Path:
-    """The ``learned_embeds.safetensors`` a path names (the file, or the folder holding it)."""
-    path = Path(path)
-    file = path / WEIGHTS_NAME if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no learned embedding here; Inversion.save writes {WEIGHTS_NAME}")
-    if file.suffix != ".safetensors":
-        raise InversionError(f"{file}: only safetensors embeddings are loaded (a pickle can run code)")
-    return file
+    """The weights file a path names (the file, or the folder holding it)."""
+    return paths.safetensors_file(path, WEIGHTS_NAME, "learned embedding", "Inversion.save", InversionError)
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``({token: (1, width)}, metadata)`` of an embedding file."""
-    with safe_open(str(weights_file(path)), framework="pt") as handle:
-        return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+    return paths.read_safetensors(weights_file(path))
 
 
 def load(pipe: P.LatentDiffusionPipeline, path: str | Path, token: str | None = None,

@@ -76,16 +76,30 @@ def settings(profile: str | None = None, steps: int | None = None, lr: float | N
             "examples": [concept.TRAINING_SEED, 6]}
 
 
-def inversion_folder(name: str, profile: str, config: dict) -> Path | None:
-    """Where the word learned with ``config`` on ``name`` is cached (``None``: a base with no saved weights)."""
+def _cache_folder(name: str, profile: str, kind: str, version: str, rest: list) -> Path | None:
+    """``<base>/<kind>/<key>`` (or the results cache for a read-only base), keyed by ``version``, the base's
+    weights digest and ``rest``; ``None`` for a base with no saved weights."""
     base = checkpoint_folder(name, profile)
     digest = checkpoints.weights_digest(base) if base.is_dir() else "none"
     if digest == "none":
         return None
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, digest, config], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([version, digest, *rest], sort_keys=True).encode()).hexdigest()[:12]
     if paths.writable(base):
-        return base / INVERSIONS / key
-    return paths.cache_dir("results") / f"{base.name}-{INVERSIONS}" / key
+        return base / kind / key
+    return paths.cache_dir("results") / f"{base.name}-{kind}" / key
+
+
+def _store(folder: Path, made) -> None:
+    """Write ``made`` (an inversion or an adapter: its ``save`` and ``history``) into ``folder`` at once."""
+    temp = paths.new_dir(folder)
+    made.save(temp)
+    (temp / HISTORY).write_text(json.dumps(made.history, indent=1) + "\n")
+    paths.swap_dir(temp, folder)
+
+
+def inversion_folder(name: str, profile: str, config: dict) -> Path | None:
+    """Where the word learned with ``config`` on ``name`` is cached (``None``: a base with no saved weights)."""
+    return _cache_folder(name, profile, INVERSIONS, CACHE_VERSION, [config])
 
 
 def _learn(pipe: P.LatentDiffusionPipeline, config: dict) -> TI.Inversion:
@@ -118,10 +132,7 @@ def _pivot(name: str, profile: str, config: dict) -> tuple[P.LatentDiffusionPipe
             return pipe, _cached(pipe, folder, config), folder
     inversion = _learn(pipe, config)
     if folder is not None:
-        temp = paths.new_dir(folder)
-        inversion.save(temp)
-        (temp / HISTORY).write_text(json.dumps(inversion.history, indent=1) + "\n")
-        paths.swap_dir(temp, folder)
+        _store(folder, inversion)
     return pipe, inversion, folder
 
 
@@ -148,15 +159,9 @@ def lora_settings(profile: str | None = None, steps: int | None = None, lr: floa
 def lora_folder(name: str, profile: str, inversion: Path | None, config: dict) -> Path | None:
     """Where the LoRA tuned with ``config`` around the word cached in ``inversion`` is cached (``None``: a base
     with no saved weights, or a word that is not cached)."""
-    base = checkpoint_folder(name, profile)
-    digest = checkpoints.weights_digest(base) if base.is_dir() else "none"
-    if digest == "none" or inversion is None:
+    if inversion is None:
         return None
-    key = hashlib.sha256(json.dumps([LORA_CACHE_VERSION, digest, inversion.name, config],
-                                    sort_keys=True).encode()).hexdigest()[:12]
-    if paths.writable(base):
-        return base / LORAS / key
-    return paths.cache_dir("results") / f"{base.name}-{LORAS}" / key
+    return _cache_folder(name, profile, LORAS, LORA_CACHE_VERSION, [inversion.name, config])
 
 
 def _tune(pipe: P.LatentDiffusionPipeline, token: str, config: dict) -> LO.Adapter:
@@ -189,10 +194,7 @@ def lora(name: str = BASE, steps: int | None = None, lr: float | None = None, ra
             return pipe, pivot, _cached_lora(pipe, folder, pivot.token)
     adapter = _tune(pipe, pivot.token, config)
     if folder is not None:
-        temp = paths.new_dir(folder)
-        adapter.save(temp)
-        (temp / HISTORY).write_text(json.dumps(adapter.history, indent=1) + "\n")
-        paths.swap_dir(temp, folder)
+        _store(folder, adapter)
     return pipe, pivot, adapter
 
 
