@@ -226,3 +226,46 @@ def test_a_seed_repeats_the_run_and_another_seed_does_not():
     assert all(torch.equal(runs[0].weights[k], v) for k, v in runs[1].weights.items())
     assert not all(torch.equal(runs[0].weights[k], v) for k, v in runs[2].weights.items())
     assert runs[0].settings["batch_size"] == 3 and runs[0].rank == 2 and runs[0].alpha == 2.0  # alpha = rank
+
+
+# ----------------------------------------------------------------------------- PTI's locality term
+
+def test_slerp_states_keeps_the_ends_and_moves_the_norm_linearly():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 5, 8, generator=g), 3 * torch.randn(3, 5, 8, generator=g)
+    assert torch.allclose(LO.slerp_states(a, b, 1e-9), a, atol=1e-6)
+    assert torch.allclose(LO.slerp_states(a, b, 1 - 1e-9), b, atol=1e-5)
+    half = LO.slerp_states(a, b, 0.5)
+    assert torch.allclose(half.norm(dim=-1), (a.norm(dim=-1) + b.norm(dim=-1)) / 2, atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity  # half-way in angle between the two directions
+    assert torch.allclose(cos(half, a, dim=-1), cos(half, b, dim=-1), atol=1e-5)
+    assert torch.equal(LO.slerp_states(a, a.clone(), 0.3), a)  # equal vectors (the tokens before the word) stay
+
+
+def test_the_locality_term_holds_the_class_to_the_base_and_is_recorded():
+    free = tiny_pipe()
+    TI.invert(free, steps=4, lr=2e-2, log_every=2, seed=0)
+    held = tiny_pipe()
+    TI.invert(held, steps=4, lr=2e-2, log_every=2, seed=0)
+    plain = LO.tune(free, steps=12, lr=5e-2, log_every=6, seed=0)
+    local = LO.tune(held, steps=12, lr=5e-2, log_every=6, seed=0, locality=10.0)
+    assert plain.history[0]["locality"] is None and all(h["locality"] is None for h in plain.history)
+    assert all(h["locality"] >= 0 for h in local.history[1:]) and local.settings["anchor"] == TI.INITIALIZER
+    assert "locality" not in plain.settings and local.settings["locality"] == 10.0
+    # the class word's images (the anchor itself) move less from the base's with the term than without
+    prompts, base = ["a small red diamond", "a large blue diamond"], tiny_pipe()
+    TI.invert(base, steps=4, lr=2e-2, log_every=2, seed=0)
+    drawn = {k: P.Generator(p, SAMPLING)(prompts, 3).astype(float) for k, p in (("free", free), ("held", held))}
+    start = P.Generator(base, SAMPLING)(prompts, 3).astype(float)
+    assert np.abs(drawn["held"] - start).mean() < np.abs(drawn["free"] - start).mean()
+
+
+def test_bad_locality_settings_are_refused_before_anything_changes():
+    pipe = tiny_pipe()
+    TI.invert(pipe, steps=2, lr=2e-2, log_every=1, seed=0)
+    for kwargs in ({"locality": -1.0}, {"locality": 1.0, "between": 0.0}, {"locality": 1.0, "between": 1.0}):
+        with pytest.raises(LO.LoRAError):
+            LO.tune(pipe, steps=2, **kwargs)
+    with pytest.raises(TI.InversionError, match="not a word"):
+        LO.tune(pipe, steps=2, locality=1.0, anchor="hexagon")
+    assert not getattr(pipe.unet, "peft_config", {})  # nothing added by a refused call

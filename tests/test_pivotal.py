@@ -94,3 +94,49 @@ def test_a_lora_on_a_base_with_no_saved_weights_is_never_cached():
     assert adapter.history[-1]["step"] == 2 and pipe.unet.active_adapters() == [LO.ADAPTER]
     assert not folder.exists()  # the saved base's key, never written for a built base
     assert PV.lora_folder(PV.BASE, PROFILE, None, PV.lora_settings(PROFILE, steps=2)) is None
+
+
+# ----------------------------------------------------------------------------- the measures of the chapter
+
+def test_the_measures_of_a_point_are_cached_next_to_the_base_and_computed_once(monkeypatch):
+    first = PV.inversion_measures(4, profile=PROFILE)
+    assert first["step"] == 4 and first["distance"] > 0 and set(first) >= {"reconstruction", "editability"}
+    assert first["reconstruction"]["star"]["n"] == PV.MEASURE_PROMPTS[PROFILE]
+    base = recipes.checkpoint_folder(PV.BASE, PROFILE)
+    assert list(base.glob("pivot-*.json"))
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a cached point was measured again")
+    monkeypatch.setattr(PV, "_measures", no_sampling)
+    assert json.dumps(PV.inversion_measures(4, profile=PROFILE)) == json.dumps(first)  # NaN: no star to size
+    monkeypatch.undo()
+    start = PV.inversion_measures(0, profile=PROFILE)  # another point of the same path is another measure
+    assert start["distance"] == 0.0
+    with pytest.raises(TI.InversionError, match="logged steps"):
+        PV.inversion_measures(3, profile=PROFILE)
+
+
+def test_the_ceiling_is_the_world_through_the_vae_and_the_base_its_own_shapes():
+    ceiling = PV.ceiling_measures(profile=PROFILE)
+    assert set(ceiling["reconstruction"]) >= {"star", "star_small", "star_large"}
+    assert ceiling["editability"]["second"]["n"] == PV.MEASURE_PROMPTS[PROFILE]
+    base = PV.base_measures(profile=PROFILE)
+    assert base["editability"]["position"]["n"] == PV.MEASURE_PROMPTS[PROFILE]
+    assert json.dumps(PV.base_measures(profile=PROFILE)) == json.dumps(base)
+
+
+def test_the_sweeps_draw_and_remove_what_the_chapter_shows():
+    inversions = PV.inversion_sweep(profile=PROFILE)
+    assert list(inversions) == list(PV.INVERSION_SWEEP[PROFILE]["rates"])
+    assert [p["step"] for p in inversions[PV.INVERSION_SWEEP[PROFILE]["rates"][0]]] == \
+        list(PV.INVERSION_SWEEP[PROFILE]["steps"])
+    loras = PV.lora_sweep(profile=PROFILE)
+    assert {lr: [p["steps"] for p in points] for lr, points in loras.items()} == \
+        {lr: list(steps) for lr, steps in PV.LORA_SWEEP[PROFILE].items()}
+    setting = {"lr": 1e-2, "steps": 8}
+    prompts = ["a small red <star>", "a large blue <star> to the left of a green circle"]
+    drawn = PV.draw(prompts, seed=1, profile=PROFILE, lora=setting)
+    assert drawn.shape == (2, 32, 32, 3) and not np.array_equal(drawn, PV.draw(prompts, seed=1, profile=PROFILE))
+    assert np.array_equal(PV.draw(prompts, seed=1, profile=PROFILE, step=0),
+                          PV.draw([p.replace("<star>", "diamond") for p in prompts], seed=1, profile=PROFILE, step=0))
+    assert PV.removable(prompts, setting, seed=1, profile=PROFILE) == {"changed": True, "restored": True}

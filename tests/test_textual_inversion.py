@@ -231,3 +231,25 @@ def test_a_seed_repeats_the_run_and_another_seed_does_not():
     assert torch.equal(runs[0].embedding, runs[1].embedding) and runs[0].history == runs[1].history
     assert not torch.equal(runs[0].embedding, runs[2].embedding)
     assert runs[0].settings["batch_size"] == 3 and math.isfinite(runs[0].history[-1]["loss"])
+
+
+def test_the_history_holds_the_path_and_any_logged_point_can_be_drawn(learned):
+    pipe, inversion, _ = learned
+    assert torch.equal(TI.row_at(inversion, inversion.history[-1]["step"]), inversion.embedding)
+    assert torch.equal(TI.row_at(inversion, 0), inversion.initial)
+    for entry in inversion.history:
+        row = TI.row_at(inversion, entry["step"])
+        assert abs(float(torch.linalg.vector_norm(row - inversion.initial)) - entry["distance"]) < 1e-5
+    with pytest.raises(TI.InversionError, match="logged steps"):
+        TI.row_at(inversion, 10_000)
+    prompts = ["a small red <star>"]
+    last = TI.sample(pipe, prompts, seed=1, sampling=SAMPLING)
+    TI.set_row(pipe, inversion.token, inversion.initial)
+    try:
+        start = TI.sample(pipe, prompts, seed=1, sampling=SAMPLING)
+        assert np.array_equal(start, TI.sample(pipe, ["a small red diamond"], seed=1, sampling=SAMPLING))
+    finally:
+        TI.set_row(pipe, inversion.token, inversion.embedding)
+    assert np.array_equal(TI.sample(pipe, prompts, seed=1, sampling=SAMPLING), last)
+    with pytest.raises(TI.InversionError, match="not a learned word"):
+        TI.set_row(pipe, "diamond", inversion.initial)

@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from text2image.evaluate import intervals
 from text2image.world import captions as C
 from text2image.world import oracle
-from text2image.world.scene import Object, holds
+from text2image.world.scene import SHAPES, Object, holds
 
 CATEGORIES = ("single_object", "two_objects", "counting", "colours", "position", "colour_attribution")
 
@@ -51,9 +51,9 @@ class Verdict:
         return all(self.checks.values())
 
 
-def as_prompt(prompt) -> C.Prompt:
+def as_prompt(prompt, shapes: Sequence[str] = SHAPES) -> C.Prompt:
     if isinstance(prompt, C.Prompt):
-        return C.check_prompt(prompt)
+        return C.check_prompt(prompt, shapes)
     if isinstance(prompt, C.Caption):
         return prompt.prompt
     if isinstance(prompt, str):
@@ -72,9 +72,10 @@ def match(specs: Sequence[C.Spec], detected: Sequence[Object], colour: bool = Tr
     return [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
 
 
-def judge(prompt, detected: Sequence[Object]) -> Verdict:
-    """The verdict on objects already read from an image."""
-    prompt = as_prompt(prompt)
+def judge(prompt, detected: Sequence[Object], shapes: Sequence[str] = SHAPES) -> Verdict:
+    """The verdict on objects already read from an image (``shapes``: those the prompt may name, e.g.
+    ``ALL_SHAPES`` for the concept's)."""
+    prompt = as_prompt(prompt, shapes)
     detected = tuple(detected)
     checks: dict[str, bool] = {}
     relation = sizes = None

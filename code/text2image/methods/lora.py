@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,22 +238,62 @@ class Adapter:
         return path
 
 
-def _entry(step: int, losses: list[float], eval_loss: float, norms: dict[str, tuple[float, float]]) -> dict:
+def _entry(step: int, losses: list[float], eval_loss: float, norms: dict[str, tuple[float, float]],
+           locality: list[float], seconds: float) -> dict:
     update = sum(u for u, _ in norms.values())
-    return {"step": step, "loss": float(np.mean(losses)) if losses else None, "eval_loss": eval_loss,
+    return {"step": step, "seconds": seconds, "loss": float(np.mean(losses)) if losses else None, "eval_loss": eval_loss,
             "update_norm": update, "update_max": max((u for u, _ in norms.values()), default=0.0),
-            "relative": update / sum(w for _, w in norms.values())}
+            "relative": update / sum(w for _, w in norms.values()),
+            "locality": float(np.mean(locality)) if locality else None}
+
+
+# ----------------------------------------------------------------------------- PTI's locality term
+
+def slerp_states(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Each vector of ``a`` (..., width) moved a fraction ``t`` of the way to the same vector of ``b`` along the
+    great circle, its norm going linearly from ``|a|`` to ``|b|``: the text encoder's states keep the norms the
+    denoiser knows (a straight line would shorten them between two directions). Equal vectors stay put."""
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / na.clamp_min(1e-12), b / nb.clamp_min(1e-12)
+    omega = torch.arccos((ua * ub).sum(-1, keepdim=True).clamp(-1.0, 1.0))
+    sin = torch.sin(omega)
+    small = sin < 1e-6
+    wa = torch.where(small, 1 - t, torch.sin((1 - t) * omega) / sin.clamp_min(1e-6))
+    wb = torch.where(small, t, torch.sin(t * omega) / sin.clamp_min(1e-6))
+    moved = ((1 - t) * na + t * nb) * (wa * ua + wb * ub)
+    return torch.where((a == b).all(-1, keepdim=True), a, moved)  # bit for bit, not to rounding
+
+
+def _locality(unet, objective: str, scheduler, latents, between, mask, generator) -> torch.Tensor:
+    """PTI's locality term, at the states half-way between the word and its class word: the adapted UNet's
+    prediction held to the base UNet's (its adapters switched off), on the same noised latents."""
+    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
+    index = torch.randint(0, D.TRAIN_STEPS, (latents.shape[0],), generator=generator)
+    x_t, timestep, _ = D.noised(objective, scheduler, latents, noise, index)
+    with torch.no_grad():
+        unet.disable_adapters()
+        try:
+            reference = L.predict(unet, x_t, timestep, between, mask)
+        finally:
+            unet.enable_adapters()
+    return torch.nn.functional.mse_loss(L.predict(unet, x_t, timestep, between, mask), reference)
 
 
 def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None = None,
          token: str = TI.PLACEHOLDER, steps: int = 500, lr: float = LR, rank: int = RANK,
          alpha: float | None = None, targets=TARGETS, batch_size: int | None = None, log_every: int = 25,
          seed: int = 0, adapter_name: str = ADAPTER, max_grad_norm: float = MAX_GRAD_NORM,
-         betas: tuple[float, float] = BETAS, weight_decay: float = WEIGHT_DECAY, eps: float = EPS) -> Adapter:
+         betas: tuple[float, float] = BETAS, weight_decay: float = WEIGHT_DECAY, eps: float = EPS,
+         locality: float = 0.0, anchor: str = TI.INITIALIZER, between: float = 0.5) -> Adapter:
     """Train a LoRA of ``rank`` on ``pipe``'s UNet (which keeps it, active) from ``examples`` (the concept's six
     training images by default) captioned with ``token`` (the word the inversion learnt in ``pipe``).
     ``batch_size`` examples a step (all by default, else a random draw without replacement); the history every
-    ``log_every`` steps, at step 0 and at the last."""
+    ``log_every`` steps, at step 0 and at the last.
+
+    ``locality > 0`` adds PTI's locality term with that weight (Roich et al., 2022, their lambda_R): the same
+    captions with the class word ``anchor`` instead of ``token``, the two texts' states interpolated a fraction
+    ``between`` of the way by :func:`slerp_states`, and the adapted UNet's prediction there held to the base's
+    (:func:`_locality`): the model may change what it draws for the word, not for the class around it."""
     unet = _unet(pipe)
     examples = concept.training_examples() if examples is None else examples
     if len(examples) == 0:
@@ -264,6 +305,9 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
     batch = n if batch_size is None else int(batch_size)
     if not 1 <= batch <= n:
         raise LoRAError(f"a batch holds 1 to {n} of the {n} examples, not {batch}")
+    if locality < 0 or not 0 < between < 1:
+        raise LoRAError(f"the locality weight ({locality}) cannot be negative and the interpolation ({between}) "
+                        f"lies strictly between 0 and 1")
     if token not in pipe.tokenizer.get_vocab():
         raise LoRAError(f"{token!r} is not a word of this pipeline: learn it first (textual_inversion.invert) or "
                         f"load it (textual_inversion.load), the pivot the LoRA is tuned around")
@@ -276,6 +320,14 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
     latents = TI.concept_latents(pipe, examples).to(device)
     ids, mask = (t.to(device) for t in TI.concept_text(pipe, examples, token))
     states = L.encode_text(pipe.text_encoder, ids, mask)  # the text side is frozen: computed once
+    halfway = None
+    if locality > 0:
+        TI.check_initializer(pipe.own_tokenizer(), anchor)
+        anchor_ids, anchor_mask = (t.to(device) for t in TI.concept_text(pipe, examples, anchor))
+        if not torch.equal(anchor_mask, mask):
+            raise LoRAError(f"the class word {anchor!r} is not one token, as {token!r} is: choose a word of the "
+                            f"vocabulary")
+        halfway = slerp_states(states, L.encode_text(pipe.text_encoder, anchor_ids, anchor_mask), between)
     scheduler = D.training_scheduler(pipe.objective)
     frozen = [(p, p.requires_grad) for m in (pipe.vae, pipe.text_encoder) for p in m.parameters()]
     flags = {n: p.requires_grad for n, p in unet.named_parameters()}
@@ -285,23 +337,32 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
         for p, _ in frozen:
             p.requires_grad_(False)
         params = add(pipe, rank, alpha, targets, adapter_name, seed)
-        history = [_entry(0, [], TI.concept_loss(pipe, latents, ids, mask), update_norms(unet, adapter_name))]
+        started = time.perf_counter()
+        history = [_entry(0, [], TI.concept_loss(pipe, latents, ids, mask), update_norms(unet, adapter_name), [],
+                          0.0)]
         optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         losses: list[float] = []
+        local: list[float] = []
         for step in range(1, steps + 1):
             chosen = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)[:batch]
             chosen = chosen.to(device)
             loss = L.latent_loss(unet, pipe.objective, scheduler, latents[chosen], states[chosen], mask[chosen],
                                  generator)
-            loss.backward()
+            if halfway is not None:
+                term = _locality(unet, pipe.objective, scheduler, latents[chosen], halfway[chosen], mask[chosen],
+                                 generator)
+                local.append(float(term.detach()))
+                (loss + locality * term).backward()
+            else:
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             if step % log_every == 0 or step == steps:
                 history.append(_entry(step, losses, TI.concept_loss(pipe, latents, ids, mask),
-                                      update_norms(unet, adapter_name)))
-                losses = []
+                                      update_norms(unet, adapter_name), local, time.perf_counter() - started))
+                losses, local = [], []
         done = True
     finally:
         if not done and adapter_name in getattr(unet, "peft_config", {}):
@@ -316,6 +377,8 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
                 "targets": list(targets), "batch_size": batch, "log_every": log_every, "seed": seed,
                 "max_grad_norm": max_grad_norm, "betas": list(betas), "weight_decay": weight_decay, "eps": eps,
                 "examples": n, "objective": pipe.objective, "token": token}
+    if locality > 0:
+        settings.update(locality=locality, anchor=anchor, between=between)
     return Adapter.from_unet(unet, adapter_name, token, history, base, settings)
 
 

@@ -62,6 +62,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -286,11 +287,31 @@ class Inversion:
 
 
 def _entry(step: int, losses: list[float], eval_loss: float, row: torch.Tensor, start: torch.Tensor, lr: float,
-           bound: float) -> dict:
-    change = (row.detach().cpu().float() - start)
-    return {"step": step, "loss": float(np.mean(losses)) if losses else None, "eval_loss": eval_loss,
-            "distance": float(torch.linalg.vector_norm(change)), "distance_max": float(change.abs().max()),
-            "steps_lr": step * lr, "bound": bound}
+           bound: float, seconds: float) -> dict:
+    row = row.detach().cpu().float()
+    change = row - start
+    return {"step": step, "seconds": seconds, "loss": float(np.mean(losses)) if losses else None,
+            "eval_loss": eval_loss, "distance": float(torch.linalg.vector_norm(change)), "distance_max": float(change.abs().max()),
+            "steps_lr": step * lr, "bound": bound, "row": row.tolist()}
+
+
+def row_at(inversion: "Inversion", step: int) -> torch.Tensor:
+    """The word's row (width,) float32 at a logged ``step`` of its history: a point of the path the inversion
+    walked, to draw from as if it had stopped there."""
+    for entry in inversion.history:
+        if entry["step"] == step:
+            return torch.tensor(entry["row"], dtype=torch.float32)
+    raise InversionError(f"step {step} is not in the history; the logged steps are "
+                         f"{', '.join(str(e['step']) for e in inversion.history)}")
+
+
+@torch.no_grad()
+def set_row(pipe: P.LatentDiffusionPipeline, token: str, row: torch.Tensor) -> None:
+    """Write ``row`` as ``token``'s input embedding in ``pipe``'s text encoder (a learned word only)."""
+    if token not in pipe.tokenizer.added_tokens_encoder:
+        raise InversionError(f"{token!r} is not a learned word of this pipeline: learn it (invert) or load it first")
+    weight = pipe.text_encoder.get_input_embeddings().weight
+    weight[pipe.tokenizer.convert_tokens_to_ids(token)] = row.to(weight.device, weight.dtype)
 
 
 def invert(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None = None,
@@ -326,7 +347,8 @@ def invert(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | No
     others[token_id] = False
     start = original[token_id].cpu().float()
     bounds = adam_bound(steps, lr, weight.shape[1], float(torch.linalg.vector_norm(start)), betas, weight_decay)
-    history = [_entry(0, [], concept_loss(pipe, latents, ids, mask), weight[token_id], start, lr, 0.0)]
+    started = time.perf_counter()
+    history = [_entry(0, [], concept_loss(pipe, latents, ids, mask), weight[token_id], start, lr, 0.0, 0.0)]
     generator = torch.Generator().manual_seed(seed)
     try:
         for p, _ in frozen:
@@ -347,7 +369,7 @@ def invert(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | No
             losses.append(float(loss.detach()))
             if step % log_every == 0 or step == steps:
                 history.append(_entry(step, losses, concept_loss(pipe, latents, ids, mask), weight[token_id],
-                                      start, lr, bounds[step]))
+                                      start, lr, bounds[step], time.perf_counter() - started))
                 losses = []
     finally:
         for p, flag in frozen:

@@ -37,24 +37,27 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from text2image import checkpoints, paths, profiles
+from text2image.evaluate import concept as E
 from text2image.methods import lora as LO
 from text2image.methods import textual_inversion as TI
 from text2image.pipelines import latent as P
 from text2image.recipes import checkpoint_folder
 from text2image.recipes import latent as R
 from text2image.world import concept
+from text2image.world.tensors import to_tensor, to_uint8
 
-BASE = R.BASE  # "ldm-unet"
+BASE = "ldm-unet-twins-clip"  # the latent chapter's best model: the one whose relations are worth keeping
 CONFIG = {
     "smoke": dict(steps=8, lr=2e-2, log_every=2),
     "cpu": dict(steps=3000, lr=TI.LR, log_every=100),
     "gpu": dict(steps=3000, lr=TI.LR, log_every=100),
 }
 SEED = 2_417  # the batches, noises and time steps of the inversion
-CACHE_VERSION = "1"  # of what an inversion folder holds: bump to learn every word again
+CACHE_VERSION = "2"  # of what an inversion folder holds: bump to learn every word again
 INVERSIONS = "inversions"
 HISTORY = "history.json"
 LORA_CONFIG = {
@@ -63,7 +66,7 @@ LORA_CONFIG = {
     "gpu": dict(steps=500, lr=LO.LR, rank=LO.RANK, log_every=25),
 }
 LORA_SEED = 2_418  # the batches, noises and time steps of the LoRA, and its A's start
-LORA_CACHE_VERSION = "1"  # of what a LoRA folder holds: bump to tune every adapter again
+LORA_CACHE_VERSION = "2"  # of what a LoRA folder holds: bump to tune every adapter again
 LORAS = "loras"
 
 
@@ -149,11 +152,13 @@ def textual_inversion(name: str = BASE, steps: int | None = None, lr: float | No
 # ----------------------------------------------------------------------------- the LoRA around the pivot
 
 def lora_settings(profile: str | None = None, steps: int | None = None, lr: float | None = None,
-                  rank: int | None = None, seed: int = LORA_SEED) -> dict:
-    """The profile's LoRA settings, with ``steps``, ``lr`` and ``rank`` when given (alpha is the rank)."""
+                  rank: int | None = None, seed: int = LORA_SEED, locality: float = 0.0) -> dict:
+    """The profile's LoRA settings, with ``steps``, ``lr`` and ``rank`` when given (alpha is the rank), and the
+    weight of PTI's locality term (none by default; its class word is the inversion's initial word)."""
     config = dict(LORA_CONFIG[profiles.check(profile) if profile else profiles.current()])
     config.update({k: v for k, v in (("steps", steps), ("lr", lr), ("rank", rank)) if v is not None})
-    return {**config, "seed": int(seed), "targets": list(LO.TARGETS), "examples": [concept.TRAINING_SEED, 6]}
+    return {**config, "seed": int(seed), "targets": list(LO.TARGETS), "examples": [concept.TRAINING_SEED, 6],
+            "locality": float(locality)}
 
 
 def lora_folder(name: str, profile: str, inversion: Path | None, config: dict) -> Path | None:
@@ -164,10 +169,11 @@ def lora_folder(name: str, profile: str, inversion: Path | None, config: dict) -
     return _cache_folder(name, profile, LORAS, LORA_CACHE_VERSION, [inversion.name, config])
 
 
-def _tune(pipe: P.LatentDiffusionPipeline, token: str, config: dict) -> LO.Adapter:
+def _tune(pipe: P.LatentDiffusionPipeline, pivot: TI.Inversion, config: dict) -> LO.Adapter:
     examples = concept.training_examples(config["examples"][1], concept.TRAINING_SEED)
-    return LO.tune(pipe, examples, token, steps=config["steps"], lr=config["lr"], rank=config["rank"],
-                   targets=config["targets"], log_every=config["log_every"], seed=config["seed"])
+    return LO.tune(pipe, examples, pivot.token, steps=config["steps"], lr=config["lr"], rank=config["rank"],
+                   targets=config["targets"], log_every=config["log_every"], seed=config["seed"],
+                   locality=config["locality"], anchor=pivot.initializer)
 
 
 def _cached_lora(pipe: P.LatentDiffusionPipeline, folder: Path, token: str) -> LO.Adapter:
@@ -177,33 +183,201 @@ def _cached_lora(pipe: P.LatentDiffusionPipeline, folder: Path, token: str) -> L
                                 metadata[LO.BASE_KEY], json.loads(metadata["settings"]))
 
 
-def lora(name: str = BASE, steps: int | None = None, lr: float | None = None, rank: int | None = None,
-         profile: str | None = None, seed: int = LORA_SEED,
-         inversion: dict | None = None) -> tuple[P.LatentDiffusionPipeline, TI.Inversion, LO.Adapter]:
-    """The pipeline ``name`` with ``<star>`` learned (:func:`textual_inversion`, ``inversion`` its settings) and
-    a LoRA tuned around it (``steps`` at ``lr``, of ``rank``; the profile's by default), active in its UNet; the
-    inversion and the adapter. Each is loaded from its cache folder when it was made before, else made and cached."""
-    profile = profiles.check(profile) if profile else profiles.current()
-    options = dict(inversion or {})
-    pipe, pivot, pivot_folder = _pivot(name, profile, settings(profile, **options))
-    config = lora_settings(profile, steps, lr, rank, seed)
+def _around(name: str, profile: str, config: dict, inversion: dict | None):
+    """The pipeline with the word and the LoRA, the inversion, the adapter and its cache folder (``None``: a base
+    with no saved weights)."""
+    pipe, pivot, pivot_folder = _pivot(name, profile, settings(profile, **dict(inversion or {})))
     folder = lora_folder(name, profile, pivot_folder, config)
     if folder is not None:
         paths.recover_dir(folder)
         if (folder / HISTORY).is_file():
-            return pipe, pivot, _cached_lora(pipe, folder, pivot.token)
-    adapter = _tune(pipe, pivot.token, config)
+            return pipe, pivot, _cached_lora(pipe, folder, pivot.token), folder
+    adapter = _tune(pipe, pivot, config)
     if folder is not None:
         _store(folder, adapter)
+    return pipe, pivot, adapter, folder
+
+
+def lora(name: str = BASE, steps: int | None = None, lr: float | None = None, rank: int | None = None,
+         profile: str | None = None, seed: int = LORA_SEED, locality: float = 0.0,
+         inversion: dict | None = None) -> tuple[P.LatentDiffusionPipeline, TI.Inversion, LO.Adapter]:
+    """The pipeline ``name`` with ``<star>`` learned (:func:`textual_inversion`, ``inversion`` its settings) and
+    a LoRA tuned around it (``steps`` at ``lr``, of ``rank``, with PTI's ``locality`` term at that weight; the
+    profile's by default), active in its UNet; the inversion and the adapter. Each is loaded from its cache
+    folder when it was made before, else made and cached."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    config = lora_settings(profile, steps, lr, rank, seed, locality)
+    pipe, pivot, adapter, _ = _around(name, profile, config, inversion)
     return pipe, pivot, adapter
 
 
 @torch.no_grad()
-def samples(name: str = BASE, prompts: int = 8, profile: str | None = None, seed: int = 0,
-            **kwargs) -> tuple[list[str], "object"]:
-    """``prompts`` concept prompts ("a small blue <star> above a red circle") and their images with the word
-    learned by :func:`textual_inversion` (``kwargs``: its settings)."""
-    pipe, inversion = textual_inversion(name, profile=profile, **kwargs)
-    texts = [p.text(inversion.token) for p in concept.relation_prompts(prompts, seed)]
+def draw(prompts, seed: int = 0, name: str = BASE, profile: str | None = None, step: int | None = None,
+         inversion: dict | None = None, lora: dict | None = None) -> np.ndarray:
+    """uint8 images of ``prompts`` (written with ``<star>``): with the word learned with ``inversion`` (its
+    settings), as it was at ``step`` of its path (its end by default), and with the LoRA of settings ``lora``
+    around it when given (:func:`lora_settings`). The cached word and adapter; the pipeline left without them."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    if lora is None:
+        pipe, pivot, _ = _pivot(name, profile, settings(profile, **dict(inversion or {})))
+        if step is not None:
+            TI.set_row(pipe, pivot.token, TI.row_at(pivot, step))
+    else:
+        pipe, pivot, _, _ = _around(name, profile, lora_settings(profile, **lora), inversion)
+    return TI.sample(pipe, list(prompts), seed, R.default_sampling(profile), pivot.token)
+
+
+# ----------------------------------------------------------------------------- the measures of a point of the path
+
+MEASURE_PROMPTS = {"smoke": 12, "cpu": 240, "gpu": 480}  # prompts of each measure (one image each)
+MEASURE_SEED = 31  # the prompts, their scenes and the sampling noises of every measure
+MEASURE_VERSION = "3"  # of evaluate.concept's measures: bump to measure every point again
+
+
+def _measure_key(profile: str, kind: str, **point) -> dict:
+    return {"version": MEASURE_VERSION, "kind": kind, "profile": profile, "prompts": MEASURE_PROMPTS[profile],
+            "seed": MEASURE_SEED, "sampling": repr(R.default_sampling(profile)), **point}
+
+
+def _measures(pipe: P.LatentDiffusionPipeline, profile: str, token: str) -> dict:
+    generate = P.Generator(pipe, R.default_sampling(profile))
+    n = MEASURE_PROMPTS[profile]
+    return {"reconstruction": E.reconstruction(generate, n, MEASURE_SEED, token),
+            "editability": E.editability(generate, n, MEASURE_SEED, token)}
+
+
+def _cached_measures(name: str, profile: str, key: dict, compute) -> dict:
+    """``compute()`` cached next to the base's weights (``pivot-<key>.json``), or not cached at all for a base
+    with no saved weights (under :func:`text2image.recipes.untrained`)."""
+    if key.get("folder") is None:
+        return compute()
+    return checkpoints.cached_result(checkpoint_folder(name, profile), checkpoints.result_name("pivot", key), key,
+                                     compute)
+
+
+def base_measures(name: str = BASE, profile: str | None = None) -> dict:
+    """The base model on the edited prompts with a base shape in the star's place
+    (:func:`text2image.evaluate.concept.base_editability`): the editability a learned word is held to."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    key = _measure_key(profile, "base", folder=name)
+
+    def compute():
+        pipe, _ = R.model(name, profile)
+        generate = P.Generator(pipe, R.default_sampling(profile))
+        return {"editability": E.base_editability(generate, MEASURE_PROMPTS[profile], MEASURE_SEED)}
+
+    return _cached_measures(name, profile, key, compute)
+
+
+def ceiling_measures(name: str = BASE, profile: str | None = None) -> dict:
+    """The measures' own scenes drawn by the world, sent through the base's VAE and back: the reconstruction and
+    editability that a perfect denoiser of its latents would reach (:func:`text2image.evaluate.concept.drawing`)."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    key = _measure_key(profile, "ceiling", folder=name, by_size=True)
+
+    @torch.no_grad()
+    def compute():
+        pipe, _ = R.model(name, profile)
+        vae = pipe.vae
+
+        def round_trip(images):
+            x = to_tensor(images).to(vae.device, vae.dtype)
+            return to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample)
+
+        n = MEASURE_PROMPTS[profile]
+        alone = [p.scene for p in concept.attribute_prompts(n, MEASURE_SEED)]
+        related = [p.scene for p in concept.relation_prompts(n, MEASURE_SEED)]
+        return {"reconstruction": E.reconstruction(E.drawing(alone, round_trip), n, MEASURE_SEED, by_size=True),
+                "editability": E.editability(E.drawing(related, round_trip), n, MEASURE_SEED)}
+
+    return _cached_measures(name, profile, key, compute)
+
+
+def inversion_measures(step: int, name: str = BASE, profile: str | None = None, **options) -> dict:
+    """Reconstruction and editability of the word as it was at ``step`` of the inversion learned with
+    ``options`` (:func:`settings`), with its distance from the initial word and ``steps x lr`` there."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    pipe, inversion, folder = _pivot(name, profile, settings(profile, **options))
+    entry = next((e for e in inversion.history if e["step"] == step), None)
+    row = TI.row_at(inversion, step)  # the error that names the logged steps when there is no entry
+    key = _measure_key(profile, "inversion", folder=folder and folder.name, step=step)
+
+    def compute():
+        TI.set_row(pipe, inversion.token, row)
+        try:
+            return _measures(pipe, profile, inversion.token)
+        finally:
+            TI.set_row(pipe, inversion.token, inversion.embedding)
+
+    return {"step": step, "distance": entry["distance"], "steps_lr": entry["steps_lr"],
+            **_cached_measures(name, profile, key, compute)}
+
+
+def lora_measures(name: str = BASE, profile: str | None = None, inversion: dict | None = None, **options) -> dict:
+    """Reconstruction and editability with the word of :func:`textual_inversion` (``inversion``: its settings)
+    and the LoRA tuned around it with ``options`` (:func:`lora_settings`), with how far the LoRA moved the UNet."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    pipe, pivot, adapter, folder = _around(name, profile, lora_settings(profile, **options), inversion)
+    key = _measure_key(profile, "lora", folder=folder and folder.name)
+    try:
+        measured = _cached_measures(name, profile, key, lambda: _measures(pipe, profile, pivot.token))
+    finally:
+        pipe.unload_lora_weights()
+    last = adapter.history[-1]
+    return {"steps": adapter.settings["steps"], "lr": adapter.settings["lr"], "update_norm": last["update_norm"],
+            "relative": last["relative"], "size": adapter.size, **measured}
+
+
+# ----------------------------------------------------------------------------- the chapter's sweeps
+
+# The inversion walked at four rates around diffusers' 5e-4, each measured at four of its logged steps; the
+# LoRA around the pivot (the profile's own inversion, CONFIG) at the text-to-image README's 1e-4, PTI's 3e-4,
+# 1e-3 and 3e-3, each run to several budgets (PTI's 350 steps among them), the faster rates further.
+INVERSION_SWEEP = {"smoke": dict(rates=(2e-2,), steps=(4, 8)),
+                   "cpu": dict(rates=(5e-5, 5e-4, 5e-3, 5e-2), steps=(100, 300, 1000, 3000)),
+                   "gpu": dict(rates=(5e-5, 5e-4, 5e-3, 5e-2), steps=(100, 300, 1000, 3000))}
+LORA_SWEEP = {"smoke": {1e-2: (4, 8)},
+              "cpu": {1e-4: (100, 350, 1000), 3e-4: (100, 350, 1000), 1e-3: (100, 350, 1000, 3000),
+                      3e-3: (350, 1000, 3000)}}
+LORA_SWEEP["gpu"] = LORA_SWEEP["cpu"]
+LOCALITY = 1.0  # the locality term's weight against the diffusion loss
+
+
+def inversion_sweep(name: str = BASE, profile: str | None = None) -> dict[float, list[dict]]:
+    """``{lr: [measures at each step of the sweep]}`` (:func:`inversion_measures`), each learned and measured once."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    sweep = INVERSION_SWEEP[profile]
+    return {lr: [inversion_measures(step, name, profile, lr=lr) for step in sweep["steps"]] for lr in sweep["rates"]}
+
+
+def pivot_measures(name: str = BASE, profile: str | None = None) -> dict:
+    """The measures of the pivot the LoRA is tuned around: the profile's inversion at its last step."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    return inversion_measures(CONFIG[profile]["steps"], name, profile)
+
+
+def lora_sweep(name: str = BASE, profile: str | None = None, locality: float = 0.0) -> dict[float, list[dict]]:
+    """``{lr: [measures at each budget of the sweep]}`` (:func:`lora_measures`) around the profile's pivot."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    return {lr: [lora_measures(name, profile, lr=lr, steps=steps, locality=locality) for steps in budgets]
+            for lr, budgets in LORA_SWEEP[profile].items()}
+
+
+@torch.no_grad()
+def removable(prompts, lora: dict, seed: int = 0, name: str = BASE, profile: str | None = None) -> dict:
+    """Whether the adapter comes off cleanly: the word's images, then with the LoRA loaded (``lora``: its
+    settings), then after ``unload_lora_weights``; ``{"changed": LoRA images differ, "restored": bit for bit
+    the word's images again}``."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    pipe, pivot, folder = _pivot(name, profile, settings(profile))
     sampling = R.default_sampling(profile)
-    return texts, TI.sample(pipe, texts, seed, sampling, inversion.token)
+    before = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
+    adapter_folder = lora_folder(name, profile, folder, lora_settings(profile, **lora))
+    if adapter_folder is None or not (adapter_folder / HISTORY).is_file():
+        _around(name, profile, lora_settings(profile, **lora), None)  # tuned and cached first
+        adapter_folder = lora_folder(name, profile, folder, lora_settings(profile, **lora))
+    LO.load(pipe, adapter_folder)
+    with_lora = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
+    pipe.unload_lora_weights()
+    after = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
+    return {"changed": not np.array_equal(before, with_lora), "restored": bool(np.array_equal(before, after))}

@@ -198,13 +198,15 @@ def write(prompt: Prompt, rng) -> Caption:
     return _caption(tagged, prompt)
 
 
-def check_prompt(prompt: Prompt) -> Prompt:
+def check_prompt(prompt: Prompt, shapes: Sequence[str] = SHAPES) -> Prompt:
+    """``prompt`` if it is one the world can draw; ``shapes`` those it may name (the base shapes unless told:
+    a concept's prompts are judged with ``ALL_SHAPES``)."""
     from text2image.world.scene import check_colour, check_relation, check_shape, check_size
 
     if prompt.kind not in KINDS:
         raise WorldError(f"unknown prompt kind {prompt.kind!r}; the kinds are: {', '.join(KINDS)}")
     for spec in prompt.specs:
-        check_shape(spec.shape)
+        check_shape(spec.shape, shapes)
         if spec.colour is not None:
             check_colour(spec.colour)
         if spec.size is not None:

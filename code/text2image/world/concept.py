@@ -83,14 +83,37 @@ class ConceptPrompt:
     scene: Scene
 
     def text(self, word: str = PLACEHOLDER) -> str:
-        """The prompt in words, the star written ``word``: "a small blue <star> above a red circle"."""
-        (star, other), (_, relation, _) = self.prompt.specs, self.prompt.relation
+        """The prompt in words, the star written ``word``: "a small blue <star> above a red circle", or
+        "a large red <star>" for a prompt of the star alone."""
+        star = self.prompt.specs[0]
+        if self.prompt.relation is None:
+            return C.text_of(_noun_phrase(star, word))
+        other, (_, relation, _) = self.prompt.specs[1], self.prompt.relation
         phrase = C.RELATION_PHRASES[relation][0]
         return C.text_of([*_noun_phrase(star, word), *phrase, *_noun_phrase(other, other.shape)])
 
 
 def _noun_phrase(spec: C.Spec, noun: str) -> list[str]:
     return ["a", *(w for w in (spec.size, spec.colour) if w is not None), noun]
+
+
+def attribute_prompts(n: int, seed: int = 0) -> list[ConceptPrompt]:
+    """``n`` prompts "a <size> <colour> <star>" with their scenes, the twelve colour-size pairs in turn.
+
+    Half the pairs are shown by the training images (each colour there has one size) and half are not:
+    a model that learned the examples' sizes with the shape draws a red star at the size of the red example,
+    whatever the prompt asks. Positions are drawn by :func:`~text2image.world.scene.place` from ``seed``.
+    """
+    if n < 1:
+        raise WorldError(f"ask for at least one prompt, not {n}")
+    rng = draws(np.random.default_rng(seed))
+    pairs = [(c, s) for c in COLOUR_NAMES for s in SIZES]
+    out = []
+    for k in range(n):
+        colour, size = pairs[k % len(pairs)]
+        out.append(ConceptPrompt(C.Prompt("single", (C.Spec(STAR, colour, size),)),
+                                 place(rng, [(STAR, colour, size)])))
+    return out
 
 
 def relation_prompts(n: int, seed: int = 0) -> list[ConceptPrompt]:
