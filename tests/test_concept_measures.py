@@ -30,7 +30,8 @@ def test_the_attribute_prompts_take_every_colour_and_size_in_turn():
     prompts = concept.attribute_prompts(N, seed=3)
     pairs = [(p.prompt.specs[0].colour, p.prompt.specs[0].size) for p in prompts]
     assert len(set(pairs[:12])) == 12 and pairs[12:] == pairs[:12]
-    assert prompts[0].text() == f"a {pairs[0][1]} {pairs[0][0]} <star>" and prompts[0].text("diamond").endswith("diamond")
+    assert prompts[0].text() == f"a {pairs[0][1]} {pairs[0][0]} <star>"
+    assert prompts[0].text("diamond").endswith("diamond")
     assert all(p.scene[0].shape == "star" and (p.scene[0].colour, p.scene[0].size) == q for p, q in zip(prompts, pairs))
     seen = {(s[0].colour, s[0].size) for s in concept.training_examples().scenes}
     assert sum(q in seen for q in pairs[:12]) == 6  # half the pairs the examples showed, half not

@@ -18,7 +18,7 @@ from text2image.models import autoencoders as A
 from text2image.pipelines import latent as P
 from text2image.world import concept
 
-from test_textual_inversion import snapshot, tiny_pipe
+from test_textual_inversion import snapshot, timeless, tiny_pipe
 
 STEPS, LR, LOG_EVERY, RANK, ALPHA = 30, 1e-2, 10, 4, 8.0  # alpha != rank: the file must say it, shapes cannot
 PROMPTS = ["a small red <star>", "a large blue <star> to the left of a green circle"]
@@ -222,7 +222,7 @@ def test_a_seed_repeats_the_run_and_another_seed_does_not():
         TI.add_token(pipe)
         torch.manual_seed(100 + i)  # whatever ran before: the global generator's state does not matter
         runs.append(LO.tune(pipe, steps=3, lr=LR, rank=2, batch_size=3, log_every=3, seed=seed))
-    assert runs[0].history == runs[1].history
+    assert timeless(runs[0].history) == timeless(runs[1].history)  # the wall time is the only difference
     assert all(torch.equal(runs[0].weights[k], v) for k, v in runs[1].weights.items())
     assert not all(torch.equal(runs[0].weights[k], v) for k, v in runs[2].weights.items())
     assert runs[0].settings["batch_size"] == 3 and runs[0].rank == 2 and runs[0].alpha == 2.0  # alpha = rank
@@ -269,3 +269,17 @@ def test_bad_locality_settings_are_refused_before_anything_changes():
     with pytest.raises(TI.InversionError, match="not a word"):
         LO.tune(pipe, steps=2, locality=1.0, anchor="hexagon")
     assert not getattr(pipe.unet, "peft_config", {})  # nothing added by a refused call
+
+
+def test_the_locality_term_in_context_reads_its_prompts_and_refuses_one_without_the_word():
+    pipe = tiny_pipe()
+    TI.invert(pipe, steps=2, lr=2e-2, log_every=1, seed=0)
+    contexts = ["a small red <star> above a blue circle", "a large green <star> to the left of a red square"]
+    with pytest.raises(LO.LoRAError, match="must hold the word"):
+        LO.tune(pipe, steps=2, locality=1.0, contexts=[contexts[0], "a small red circle"])
+    assert not getattr(pipe.unet, "peft_config", {})
+    held = LO.tune(pipe, steps=4, lr=5e-2, log_every=2, seed=0, locality=1.0, contexts=contexts)
+    assert held.settings["contexts"] == contexts and all(h["locality"] >= 0 for h in held.history[1:])
+    pipe.delete_adapters(LO.ADAPTER)
+    plain = LO.tune(pipe, steps=4, lr=5e-2, log_every=2, seed=0, locality=1.0)
+    assert any(not torch.equal(plain.weights[k], v) for k, v in held.weights.items())  # the contexts count

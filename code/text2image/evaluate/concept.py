@@ -17,8 +17,9 @@ judge them with the benchmark's verdicts (:func:`text2image.evaluate.verdicts.ju
   (:func:`text2image.world.concept.relation_prompts`): the benchmark's
   *position* check (both objects with their colours, the relation holding), its
   parts, and the same check with the star's shape left free (:func:`composed`:
-  what the word keeps of the composition, whatever shape it draws). :func:`base_editability` asks the same prompts with a base shape
-  in the star's place, the reference a learned word is compared with.
+  what the word keeps of the composition, whatever shape it draws).
+  :func:`base_editability` asks the same prompts with a base shape in the
+  star's place, the reference a learned word is compared with.
 * :func:`state_shells`, for the locality term's interpolation: whether the
   text encoder's states at an inner token lie on a shell, as its end states do.
 
@@ -118,8 +119,8 @@ def reconstruction(generate: Callable, n: int, seed: int = 0, word: str = concep
 
 def composed(verdict: verdicts.Verdict) -> bool:
     """The position check with the first object's shape left free: some object of the first colour stands in
-    the relation to an object of the second's shape and colour (sizes are not checked, as by the position check). What a word keeps of the prompt's composition, whatever
-    it draws for the shape."""
+    the relation to an object of the second's shape and colour (sizes are not checked, as by the position
+    check). What a word keeps of the prompt's composition, whatever it draws for the shape."""
     first, (second, (_, relation, _)) = verdict.prompt.specs[0], (verdict.prompt.specs[1], verdict.prompt.relation)
     return any(a is not b and a.colour == first.colour and (b.shape, b.colour) == (second.shape, second.colour)
                and holds(a, relation, b)

@@ -67,6 +67,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -241,7 +242,8 @@ class Adapter:
 def _entry(step: int, losses: list[float], eval_loss: float, norms: dict[str, tuple[float, float]],
            locality: list[float], seconds: float) -> dict:
     update = sum(u for u, _ in norms.values())
-    return {"step": step, "seconds": seconds, "loss": float(np.mean(losses)) if losses else None, "eval_loss": eval_loss,
+    return {"step": step, "seconds": seconds, "loss": float(np.mean(losses)) if losses else None,
+            "eval_loss": eval_loss,
             "update_norm": update, "update_max": max((u for u, _ in norms.values()), default=0.0),
             "relative": update / sum(w for _, w in norms.values()),
             "locality": float(np.mean(locality)) if locality else None}
@@ -264,6 +266,10 @@ def slerp_states(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where((a == b).all(-1, keepdim=True), a, moved)  # bit for bit, not to rounding
 
 
+def _swap(text: str, word: str, other: str) -> str:
+    return " ".join(other if w == word else w for w in text.split())
+
+
 def _locality(unet, objective: str, scheduler, latents, between, mask, generator) -> torch.Tensor:
     """PTI's locality term, at the states half-way between the word and its class word: the adapted UNet's
     prediction held to the base UNet's (its adapters switched off), on the same noised latents."""
@@ -284,7 +290,8 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
          alpha: float | None = None, targets=TARGETS, batch_size: int | None = None, log_every: int = 25,
          seed: int = 0, adapter_name: str = ADAPTER, max_grad_norm: float = MAX_GRAD_NORM,
          betas: tuple[float, float] = BETAS, weight_decay: float = WEIGHT_DECAY, eps: float = EPS,
-         locality: float = 0.0, anchor: str = TI.INITIALIZER, between: float = 0.5) -> Adapter:
+         locality: float = 0.0, anchor: str = TI.INITIALIZER, between: float = 0.5,
+         contexts: Sequence[str] = ()) -> Adapter:
     """Train a LoRA of ``rank`` on ``pipe``'s UNet (which keeps it, active) from ``examples`` (the concept's six
     training images by default) captioned with ``token`` (the word the inversion learnt in ``pipe``).
     ``batch_size`` examples a step (all by default, else a random draw without replacement); the history every
@@ -293,7 +300,10 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
     ``locality > 0`` adds PTI's locality term with that weight (Roich et al., 2022, their lambda_R): the same
     captions with the class word ``anchor`` instead of ``token``, the two texts' states interpolated a fraction
     ``between`` of the way by :func:`slerp_states`, and the adapted UNet's prediction there held to the base's
-    (:func:`_locality`): the model may change what it draws for the word, not for the class around it."""
+    (:func:`_locality`): the model may change what it draws for the word, not for the class around it.
+    ``contexts`` (prompts written with ``token``, e.g. the star beside a base shape) take the captions' place in
+    that term when given: the model is then held to the base around the word *in those contexts*, where the
+    captions of a few single-object images say nothing."""
     unet = _unet(pipe)
     examples = concept.training_examples() if examples is None else examples
     if len(examples) == 0:
@@ -323,11 +333,17 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
     halfway = None
     if locality > 0:
         TI.check_initializer(pipe.own_tokenizer(), anchor)
-        anchor_ids, anchor_mask = (t.to(device) for t in TI.concept_text(pipe, examples, anchor))
-        if not torch.equal(anchor_mask, mask):
+        texts = list(contexts) or examples.captions(token)
+        if any(token not in t.split() for t in texts):
+            raise LoRAError(f"every context prompt must hold the word {token!r}, the pivot it is held around")
+        word_ids, word_mask = (t.to(device) for t in TI.text_ids(pipe, texts))
+        anchor_ids, anchor_mask = (t.to(device) for t in TI.text_ids(pipe, [_swap(t, token, anchor) for t in texts]))
+        if not torch.equal(anchor_mask, word_mask):
             raise LoRAError(f"the class word {anchor!r} is not one token, as {token!r} is: choose a word of the "
                             f"vocabulary")
-        halfway = slerp_states(states, L.encode_text(pipe.text_encoder, anchor_ids, anchor_mask), between)
+        halfway = slerp_states(L.encode_text(pipe.text_encoder, word_ids, word_mask),
+                               L.encode_text(pipe.text_encoder, anchor_ids, anchor_mask), between)
+        halfway_mask = word_mask
     scheduler = D.training_scheduler(pipe.objective)
     frozen = [(p, p.requires_grad) for m in (pipe.vae, pipe.text_encoder) for p in m.parameters()]
     flags = {n: p.requires_grad for n, p in unet.named_parameters()}
@@ -349,8 +365,10 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
             loss = L.latent_loss(unet, pipe.objective, scheduler, latents[chosen], states[chosen], mask[chosen],
                                  generator)
             if halfway is not None:
-                term = _locality(unet, pipe.objective, scheduler, latents[chosen], halfway[chosen], mask[chosen],
-                                 generator)
+                around = chosen if not contexts else torch.randint(0, len(halfway), (len(chosen),),
+                                                                   generator=generator).to(device)
+                term = _locality(unet, pipe.objective, scheduler, latents[chosen], halfway[around],
+                                 halfway_mask[around], generator)
                 local.append(float(term.detach()))
                 (loss + locality * term).backward()
             else:
@@ -379,6 +397,8 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
                 "examples": n, "objective": pipe.objective, "token": token}
     if locality > 0:
         settings.update(locality=locality, anchor=anchor, between=between)
+    if contexts:
+        settings["contexts"] = list(contexts)
     return Adapter.from_unet(unet, adapter_name, token, history, base, settings)
 
 

@@ -191,13 +191,18 @@ def concept_latents(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptIm
     return vae.encode(images).latent_dist.mode() * pipe.scaling_factor
 
 
+def text_ids(pipe: P.LatentDiffusionPipeline, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and masks of ``texts`` by the pipeline's tokenizer (learned words included)."""
+    tokenizer = pipe.tokenizer
+    enc = tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=False,
+                    return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
 def concept_text(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages,
                  placeholder: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and masks of the examples' captions, "a <size> <colour> <placeholder>"."""
-    tokenizer = pipe.tokenizer
-    enc = tokenizer(examples.captions(placeholder), padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=False, return_tensors="pt")
-    return enc["input_ids"], enc["attention_mask"]
+    return text_ids(pipe, examples.captions(placeholder))
 
 
 def _states(encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -291,7 +296,8 @@ def _entry(step: int, losses: list[float], eval_loss: float, row: torch.Tensor, 
     row = row.detach().cpu().float()
     change = row - start
     return {"step": step, "seconds": seconds, "loss": float(np.mean(losses)) if losses else None,
-            "eval_loss": eval_loss, "distance": float(torch.linalg.vector_norm(change)), "distance_max": float(change.abs().max()),
+            "eval_loss": eval_loss, "distance": float(torch.linalg.vector_norm(change)),
+            "distance_max": float(change.abs().max()),
             "steps_lr": step * lr, "bound": bound, "row": row.tolist()}
 
 

@@ -1,16 +1,18 @@
-"""Recipes of the pivotal-tuning chapter: the concept star learned as a word (textual inversion) on a shipped pipeline.
+"""Recipes of the pivotal-tuning chapter: the concept star learned as a word, a LoRA around it, and their measures.
 
-:func:`textual_inversion` loads the base pipeline (``ldm-unet`` by default,
-trained first if missing, as every recipe's base), learns ``<star>`` on the
-concept's six training images (:func:`text2image.methods.textual_inversion.invert`)
-and returns the pipeline holding the word with the :class:`~text2image.methods.textual_inversion.Inversion`.
+:func:`textual_inversion` loads the base pipeline (``ldm-unet-twins-clip``, the
+latent chapter's best model, trained first if missing, as every recipe's base),
+learns ``<star>`` on the concept's six training images
+(:func:`text2image.methods.textual_inversion.invert`) and returns the pipeline
+holding the word with the :class:`~text2image.methods.textual_inversion.Inversion`.
 The result is cached next to the base's weights, in
 ``<base checkpoint>/inversions/<key>/`` (``learned_embeds.safetensors``, the
-file diffusers' loader reads, and ``history.json``), the key a digest of the
-base's weights and of the settings: a retrained base learns the word again,
-and a sweep over learning rates (the source's way to walk further from the
-initial word: "distance ~ steps x lr") keeps one folder a setting. A base
-that is not a saved checkpoint (under :func:`text2image.recipes.untrained`)
+file diffusers' loader reads, and ``history.json``, which holds the word's row
+at every logged step: any point of its path can be drawn again), the key a
+digest of the base's weights and of the settings: a retrained base learns the
+word again, and a sweep over learning rates (the source's way to walk further
+from the initial word: "distance ~ steps x lr") keeps one folder a setting. A
+base that is not a saved checkpoint (under :func:`text2image.recipes.untrained`)
 is never cached next to.
 
 Settings per profile (:data:`CONFIG`): the source's (diffusers' README) lr
@@ -20,15 +22,20 @@ larger rate, to move at all.
 :func:`lora` is the next step, the generator tuned around that pivot: a LoRA of
 rank 4 on the UNet's attention projections
 (:func:`text2image.methods.lora.tune`) on the same six images captioned with
-the learnt word, after :func:`textual_inversion`. It is cached next to the
-base's weights too, in ``<base checkpoint>/loras/<key>/``
-(``pytorch_lora_weights.safetensors``, the file diffusers'
-``load_lora_weights`` reads, and ``history.json``), the key a digest of the
-base's weights, of the inversion's key and of the LoRA's settings: a word
-learnt again is tuned around again. Settings per profile (:data:`LORA_CONFIG`):
-the text-to-image LoRA README's rate, 1e-4, and 500 steps for ``cpu`` and
-``gpu`` (not yet measured against the chapter's question); ``smoke`` a few
-steps at a larger rate.
+the learnt word, with PTI's locality term when asked (on the captions, or on
+prompts that put the word in context). It is cached next to the base's weights
+too, in ``<base checkpoint>/loras/<key>/`` (``pytorch_lora_weights.safetensors``,
+the file diffusers' ``load_lora_weights`` reads, and ``history.json``), the key
+a digest of the base's weights, of the inversion's key and of the LoRA's
+settings. Settings per profile (:data:`LORA_CONFIG`): the text-to-image LoRA
+README's rate, 1e-4, and 500 steps; the chapter's sweeps (:data:`INVERSION_SWEEP`,
+:data:`LORA_SWEEP`, :data:`LOCALITY_RUNS`) go around them.
+
+The measures of a point (:func:`inversion_measures`, :func:`lora_measures`,
+:func:`base_measures`, :func:`ceiling_measures`) are
+:mod:`text2image.evaluate.concept`'s, on :data:`MEASURE_PROMPTS` prompts drawn
+from :data:`MEASURE_SEED`, cached next to the base's weights as
+``pivot-<key>.json``, the key naming the word's or adapter's folder.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ LORA_CONFIG = {
 LORA_SEED = 2_418  # the batches, noises and time steps of the LoRA, and its A's start
 LORA_CACHE_VERSION = "2"  # of what a LoRA folder holds: bump to tune every adapter again
 LORAS = "loras"
+CONTEXT_SEED = 2_419  # the prompts that put the word in context for the locality term
 
 
 def settings(profile: str | None = None, steps: int | None = None, lr: float | None = None,
@@ -152,13 +160,17 @@ def textual_inversion(name: str = BASE, steps: int | None = None, lr: float | No
 # ----------------------------------------------------------------------------- the LoRA around the pivot
 
 def lora_settings(profile: str | None = None, steps: int | None = None, lr: float | None = None,
-                  rank: int | None = None, seed: int = LORA_SEED, locality: float = 0.0) -> dict:
-    """The profile's LoRA settings, with ``steps``, ``lr`` and ``rank`` when given (alpha is the rank), and the
-    weight of PTI's locality term (none by default; its class word is the inversion's initial word)."""
+                  rank: int | None = None, seed: int = LORA_SEED, locality: float = 0.0, contexts: int = 0) -> dict:
+    """The profile's LoRA settings, with ``steps``, ``lr`` and ``rank`` when given (alpha is the rank), the
+    weight of PTI's locality term (none by default; its class word is the inversion's initial word) and the
+    number of prompts that put the word in context for that term (none: the captions)."""
     config = dict(LORA_CONFIG[profiles.check(profile) if profile else profiles.current()])
     config.update({k: v for k, v in (("steps", steps), ("lr", lr), ("rank", rank)) if v is not None})
-    return {**config, "seed": int(seed), "targets": list(LO.TARGETS), "examples": [concept.TRAINING_SEED, 6],
-            "locality": float(locality)}
+    out = {**config, "seed": int(seed), "targets": list(LO.TARGETS), "examples": [concept.TRAINING_SEED, 6],
+           "locality": float(locality)}
+    if contexts:  # absent when none, so that the keys of the adapters tuned before contexts stay what they were
+        out["contexts"] = [int(contexts), CONTEXT_SEED]
+    return out
 
 
 def lora_folder(name: str, profile: str, inversion: Path | None, config: dict) -> Path | None:
@@ -173,7 +185,14 @@ def _tune(pipe: P.LatentDiffusionPipeline, pivot: TI.Inversion, config: dict) ->
     examples = concept.training_examples(config["examples"][1], concept.TRAINING_SEED)
     return LO.tune(pipe, examples, pivot.token, steps=config["steps"], lr=config["lr"], rank=config["rank"],
                    targets=config["targets"], log_every=config["log_every"], seed=config["seed"],
-                   locality=config["locality"], anchor=pivot.initializer)
+                   locality=config["locality"], anchor=pivot.initializer, contexts=_contexts(config, pivot.token))
+
+
+def _contexts(config: dict, token: str) -> list[str]:
+    """The context prompts of the locality term: the star beside a base shape, drawn from their own seed (never
+    the measures' prompts)."""
+    n, seed = config.get("contexts", (0, CONTEXT_SEED))
+    return [p.text(token) for p in concept.relation_prompts(n, seed)] if n else []
 
 
 def _cached_lora(pipe: P.LatentDiffusionPipeline, folder: Path, token: str) -> LO.Adapter:
@@ -199,14 +218,14 @@ def _around(name: str, profile: str, config: dict, inversion: dict | None):
 
 
 def lora(name: str = BASE, steps: int | None = None, lr: float | None = None, rank: int | None = None,
-         profile: str | None = None, seed: int = LORA_SEED, locality: float = 0.0,
+         profile: str | None = None, seed: int = LORA_SEED, locality: float = 0.0, contexts: int = 0,
          inversion: dict | None = None) -> tuple[P.LatentDiffusionPipeline, TI.Inversion, LO.Adapter]:
     """The pipeline ``name`` with ``<star>`` learned (:func:`textual_inversion`, ``inversion`` its settings) and
-    a LoRA tuned around it (``steps`` at ``lr``, of ``rank``, with PTI's ``locality`` term at that weight; the
-    profile's by default), active in its UNet; the inversion and the adapter. Each is loaded from its cache
-    folder when it was made before, else made and cached."""
+    a LoRA tuned around it (``steps`` at ``lr``, of ``rank``, with PTI's ``locality`` term at that weight, on
+    ``contexts`` prompts when given; the profile's by default), active in its UNet; the inversion and the adapter.
+    Each is loaded from its cache folder when it was made before, else made and cached."""
     profile = profiles.check(profile) if profile else profiles.current()
-    config = lora_settings(profile, steps, lr, rank, seed, locality)
+    config = lora_settings(profile, steps, lr, rank, seed, locality, contexts)
     pipe, pivot, adapter, _ = _around(name, profile, config, inversion)
     return pipe, pivot, adapter
 
@@ -381,3 +400,81 @@ def removable(prompts, lora: dict, seed: int = 0, name: str = BASE, profile: str
     pipe.unload_lora_weights()
     after = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
     return {"changed": not np.array_equal(before, with_lora), "restored": bool(np.array_equal(before, after))}
+
+
+def adapter_bytes(name: str = BASE, profile: str | None = None, inversion: dict | None = None, **options) -> int:
+    """The size on disk of the LoRA file tuned with ``options`` around the word (:func:`lora`), tuned first if
+    it is not there."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    pipe, _, _, folder = _around(name, profile, lora_settings(profile, **options), inversion)
+    if folder is None:  # a base with no saved weights: the adapter is written where it can be measured
+        folder = paths.new_dir(paths.cache_dir("results") / "lora-size")
+        LO.Adapter.from_unet(pipe.unet).save(folder)
+    return (folder / LO.WEIGHTS_NAME).stat().st_size
+
+
+def best_lora(name: str = BASE, profile: str | None = None) -> dict:
+    """The settings (``lr``, ``steps``) of the LoRA of the sweep whose images hold a star most often."""
+    sweep = lora_sweep(name, profile)
+    lr, point = max(((lr, p) for lr, points in sweep.items() for p in points),
+                    key=lambda lp: lp[1]["reconstruction"]["star"]["p"])
+    return {"lr": lr, "steps": point["steps"]}
+
+
+def run_seconds(name: str = BASE, profile: str | None = None) -> float:
+    """What learning the chapter's word and its best LoRA took (the seconds their histories record)."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    _, pivot = textual_inversion(name, profile=profile)
+    _, _, adapter = lora(name, profile=profile, **best_lora(name, profile))
+    return pivot.history[-1].get("seconds", float("nan")) + adapter.history[-1].get("seconds", float("nan"))
+
+
+# ----------------------------------------------------------------------------- the locality term, measured
+
+LOCALITY_RUNS = {"smoke": ((1e-2, 8),), "cpu": ((1e-3, 1000), (3e-3, 1000)), "gpu": ((1e-3, 1000), (3e-3, 1000))}
+CONTEXTS = {"smoke": 16, "cpu": 64, "gpu": 64}  # prompts that put the word in context for the locality term
+LOCALITY_KINDS = ("none", "captions", "contexts")
+
+
+def locality_sweep(kind: str, name: str = BASE, profile: str | None = None) -> dict[tuple[float, int], dict]:
+    """``{(lr, steps): measures}`` of the profile's LoRA runs without the locality term (``"none"``), with it
+    on the examples' captions (``"captions"``, the study's) or on prompts that put the word beside a base shape
+    (``"contexts"``), at the same budgets."""
+    if kind not in LOCALITY_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; the kinds are: {', '.join(LOCALITY_KINDS)}")
+    profile = profiles.check(profile) if profile else profiles.current()
+    options = {"none": {}, "captions": {"locality": LOCALITY},
+               "contexts": {"locality": LOCALITY, "contexts": CONTEXTS[profile]}}[kind]
+    return {(lr, steps): lora_measures(name, profile, lr=lr, steps=steps, **options)
+            for lr, steps in LOCALITY_RUNS[profile]}
+
+
+def text_shells(name: str = BASE, profile: str | None = None, captions: int = 2000, position: int = 4) -> dict:
+    """The shells of the base's text states (:func:`text2image.evaluate.concept.state_shells`) over the first
+    ``captions`` test captions, at ``position`` (the star's in "a small red <star>") and at the end token."""
+    from text2image.evaluate import clip as clip_eval
+
+    pipe, _ = R.model(name, profile)
+    return E.state_shells(pipe.text_encoder, pipe.tokenizer, clip_eval.pool("test", captions).captions, position)
+
+
+def all_adapters(name: str = BASE, profile: str | None = None) -> list[tuple[LO.Adapter, int]]:
+    """Every LoRA of the chapter (the sweep and the locality runs) with the size of its file, in sweep order."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    runs = [{"lr": lr, "steps": steps} for lr, budgets in LORA_SWEEP[profile].items() for steps in budgets]
+    runs += [{"lr": lr, "steps": steps, "locality": LOCALITY, **extra} for lr, steps in LOCALITY_RUNS[profile]
+             for extra in ({}, {"contexts": CONTEXTS[profile]})]
+    out = []
+    for run in runs:
+        pipe, _, adapter, folder = _around(name, profile, lora_settings(profile, **run), None)
+        pipe.unload_lora_weights()
+        out.append((adapter, (folder / LO.WEIGHTS_NAME).stat().st_size if folder is not None else 0))
+    return out
+
+
+def sweep_seconds(name: str = BASE, profile: str | None = None) -> float:
+    """What learning every word and every LoRA of the chapter took (the seconds their histories record)."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    words = [textual_inversion(name, lr=lr, profile=profile)[1] for lr in INVERSION_SWEEP[profile]["rates"]]
+    adapters = [adapter for adapter, _ in all_adapters(name, profile)]
+    return sum(made.history[-1].get("seconds", float("nan")) for made in (*words, *adapters))
