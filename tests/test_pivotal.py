@@ -140,3 +140,20 @@ def test_the_sweeps_draw_and_remove_what_the_chapter_shows():
     assert np.array_equal(PV.draw(prompts, seed=1, profile=PROFILE, step=0),
                           PV.draw([p.replace("<star>", "diamond") for p in prompts], seed=1, profile=PROFILE, step=0))
     assert PV.removable(prompts, setting, seed=1, profile=PROFILE) == {"changed": True, "restored": True}
+
+
+def test_the_locality_runs_are_the_sweeps_budgets_with_the_term_on_captions_or_in_context():
+    local = {kind: PV.locality_sweep(kind, profile=PROFILE) for kind in PV.LOCALITY_KINDS}
+    assert all(list(runs) == list(PV.LOCALITY_RUNS[PROFILE]) for runs in local.values())
+    assert len({json.dumps(list(runs.values()), sort_keys=True) for runs in local.values()}) == 3  # three adapters
+    _, _, held = PV.lora(profile=PROFILE, lr=1e-2, steps=8, locality=PV.LOCALITY, contexts=PV.CONTEXTS[PROFILE])
+    assert len(held.settings["contexts"]) == PV.CONTEXTS[PROFILE] and held.settings["locality"] == PV.LOCALITY
+    assert all("<star>" in text for text in held.settings["contexts"])
+    measured = {p["reconstruction"]["star"]["n"] for p in PV.lora_sweep(profile=PROFILE)[1e-2]}
+    assert measured == {PV.MEASURE_PROMPTS[PROFILE]}
+    adapters = PV.all_adapters(profile=PROFILE)
+    assert len(adapters) == sum(map(len, PV.LORA_SWEEP[PROFILE].values())) + 2 * len(PV.LOCALITY_RUNS[PROFILE])
+    assert all(size > 0 for _, size in adapters)
+    with pytest.raises(ValueError, match="unknown kind"):
+        PV.locality_sweep("everywhere", profile=PROFILE)
+    assert PV.sweep_seconds(profile=PROFILE) > PV.run_seconds(profile=PROFILE) > 0

@@ -375,6 +375,13 @@ def locality_effect(local: Mapping[str, Mapping[tuple, Mapping]], index: int = 0
     return {"lr": setting[0], "steps": setting[1], **{kind: runs[setting] for kind, runs in local.items()}}
 
 
+def locality_verdicts(effect: Mapping) -> tuple[tuple[str, str], tuple[str, str]]:
+    """``((star, composition) on the captions, (star, composition) in context)``: :func:`verdict` of each
+    against the LoRA without the term, at the budget of ``effect``."""
+    return tuple(tuple(verdict(effect[kind][g][k], effect["none"][g][k]) for g, k in MOVES)
+                 for kind in ("captions", "contexts"))
+
+
 MODEL_NAMES = {"initial": ("mot de départ", "initial word"), "pivot": ("mot appris", "learned word"),
                "lora": ("mot + LoRA", "word + LoRA"), "context": ("+ localité en contexte", "+ locality in context")}
 

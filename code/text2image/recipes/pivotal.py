@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -375,27 +376,28 @@ def pivot_measures(name: str = BASE, profile: str | None = None) -> dict:
     return inversion_measures(CONFIG[profile]["steps"], name, profile)
 
 
-def lora_sweep(name: str = BASE, profile: str | None = None, locality: float = 0.0) -> dict[float, list[dict]]:
+def lora_sweep(name: str = BASE, profile: str | None = None) -> dict[float, list[dict]]:
     """``{lr: [measures at each budget of the sweep]}`` (:func:`lora_measures`) around the profile's pivot."""
     profile = profiles.check(profile) if profile else profiles.current()
-    return {lr: [lora_measures(name, profile, lr=lr, steps=steps, locality=locality) for steps in budgets]
+    return {lr: [lora_measures(name, profile, lr=lr, steps=steps) for steps in budgets]
             for lr, budgets in LORA_SWEEP[profile].items()}
 
 
 @torch.no_grad()
 def removable(prompts, lora: dict, seed: int = 0, name: str = BASE, profile: str | None = None) -> dict:
-    """Whether the adapter comes off cleanly: the word's images, then with the LoRA loaded (``lora``: its
-    settings), then after ``unload_lora_weights``; ``{"changed": LoRA images differ, "restored": bit for bit
-    the word's images again}``."""
+    """Whether the adapter comes off cleanly: the word's images, then with the LoRA of settings ``lora`` loaded
+    from its file, then after ``unload_lora_weights``; ``{"changed": the LoRA's images differ, "restored": the
+    word's images again, bit for bit}``."""
     profile = profiles.check(profile) if profile else profiles.current()
-    pipe, pivot, folder = _pivot(name, profile, settings(profile))
+    pipe, pivot, _ = _pivot(name, profile, settings(profile))
     sampling = R.default_sampling(profile)
     before = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
-    adapter_folder = lora_folder(name, profile, folder, lora_settings(profile, **lora))
-    if adapter_folder is None or not (adapter_folder / HISTORY).is_file():
-        _around(name, profile, lora_settings(profile, **lora), None)  # tuned and cached first
-        adapter_folder = lora_folder(name, profile, folder, lora_settings(profile, **lora))
-    LO.load(pipe, adapter_folder)
+    config = lora_settings(profile, **lora)
+    _, _, _, folder = _around(name, profile, config, None)  # tuned and cached first if it is not there
+    if folder is not None:
+        LO.load(pipe, folder)
+    else:  # a base with no saved weights: no file to load, the adapter tuned in place
+        _tune(pipe, pivot, config)
     with_lora = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
     pipe.unload_lora_weights()
     after = TI.sample(pipe, list(prompts), seed, sampling, pivot.token)
@@ -406,11 +408,11 @@ def adapter_bytes(name: str = BASE, profile: str | None = None, inversion: dict 
     """The size on disk of the LoRA file tuned with ``options`` around the word (:func:`lora`), tuned first if
     it is not there."""
     profile = profiles.check(profile) if profile else profiles.current()
-    pipe, _, _, folder = _around(name, profile, lora_settings(profile, **options), inversion)
-    if folder is None:  # a base with no saved weights: the adapter is written where it can be measured
-        folder = paths.new_dir(paths.cache_dir("results") / "lora-size")
-        LO.Adapter.from_unet(pipe.unet).save(folder)
-    return (folder / LO.WEIGHTS_NAME).stat().st_size
+    pipe, _, adapter, folder = _around(name, profile, lora_settings(profile, **options), inversion)
+    if folder is not None:
+        return (folder / LO.WEIGHTS_NAME).stat().st_size
+    with tempfile.TemporaryDirectory() as temp:  # a base with no saved weights: written only to be measured
+        return adapter.save(temp).stat().st_size
 
 
 def best_lora(name: str = BASE, profile: str | None = None) -> dict:
