@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import clip as clip_eval
@@ -51,7 +52,8 @@ COPY_RADIUS = 0.08  # in canvas widths: a star this close to an example's is dra
 
 def _images(generate: Callable, texts: Sequence[str], seed: int) -> np.ndarray:
     chunks = []
-    for c, start in enumerate(range(0, len(texts), BATCH)):
+    starts = range(0, len(texts), BATCH)
+    for c, start in enumerate(tqdm(starts, desc="concept measure", unit="batch", leave=False, mininterval=1.0)):
         part = list(texts[start:start + BATCH])
         chunks.append(B.check_images(generate(part, seed * 1000 + c), part))
     return np.concatenate(chunks)

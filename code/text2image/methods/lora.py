@@ -78,6 +78,7 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from text2image import paths
 from text2image.methods import textual_inversion as TI
@@ -359,7 +360,7 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
         optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         losses: list[float] = []
         local: list[float] = []
-        for step in range(1, steps + 1):
+        for step in tqdm(range(1, steps + 1), desc=f"LoRA around {token}", leave=False, mininterval=1.0):
             chosen = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)[:batch]
             chosen = chosen.to(device)
             loss = L.latent_loss(unet, pipe.objective, scheduler, latents[chosen], states[chosen], mask[chosen],

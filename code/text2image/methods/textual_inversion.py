@@ -71,6 +71,7 @@ import numpy as np
 import torch
 from diffusers.loaders.textual_inversion import TEXT_INVERSION_NAME_SAFE
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from text2image import paths
 from text2image import text as T
@@ -361,7 +362,8 @@ def invert(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | No
             p.requires_grad_(p is weight)
         optimizer = torch.optim.AdamW([weight], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         losses: list[float] = []
-        for step in range(1, steps + 1):
+        # a bar for a reader who learns the word again (TQDM_DISABLE=1, the book's, hides it in chapters)
+        for step in tqdm(range(1, steps + 1), desc=f"inversion of {placeholder}", leave=False, mininterval=1.0):
             chosen = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)[:batch]
             chosen = chosen.to(device)
             states = _states(encoder, ids[chosen], mask[chosen])
