@@ -41,11 +41,6 @@ def share(value: Mapping) -> str:
     return G.share_text(value)
 
 
-def percent(value: Mapping) -> str:
-    """``37,3 %``: a share without its interval."""
-    return lang.percent(value["p"], 1)
-
-
 # ----------------------------------------------------------------------------- the concept
 
 def examples_chart(examples, word: str):
