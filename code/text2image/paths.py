@@ -220,6 +220,19 @@ def safetensors_file(path: str | Path, filename: str, what: str, writer: str,
     return file
 
 
+def check_made_for(file: Path, metadata: dict[str, str], key: str, found: str, part: str, made: str, redo: str,
+                   error: type[Exception] = ValueError) -> None:
+    """Refuse a file whose metadata ``key`` does not record ``found``, the digest of the ``part`` it is loaded
+    into (or records none): a learned word or an adapter means nothing to another base model. ``made`` says
+    how it was made ("learned", "trained"), ``redo`` how to make one for this model."""
+    recorded = metadata.get(key)
+    if recorded is None:
+        raise error(f"{file}: records no base model, so nothing says it fits this one; pass check_base=False to "
+                    f"load it anyway")
+    if recorded != found:
+        raise error(f"{file}: {made} on another base model ({part} {recorded}, this pipeline's is {found}); {redo}")
+
+
 def read_safetensors(file: str | Path) -> tuple[dict, dict[str, str]]:
     """``(tensors, metadata)`` of a safetensors file, as stored."""
     from safetensors import safe_open

@@ -283,20 +283,15 @@ def _step(point: Mapping) -> int:
     return point["step"] if "step" in point else point["steps"]
 
 
-def best(series: Mapping[float, Sequence[Mapping]], group: str, key: str) -> dict:
-    """The point of a sweep with the highest share ``group/key``: its ``lr``, ``step`` (or budget), ``share``
-    and the whole ``point``."""
-    lr, point = max(((lr, p) for lr, points in series.items() for p in points), key=lambda lp: lp[1][group][key]["p"])
-    return {"lr": lr, "step": _step(point), "share": point[group][key], "point": point}
-
-
 def first_above(series: Mapping[float, Sequence[Mapping]], share: float) -> dict:
     """The cheapest point of the LoRA's sweep (fewest steps x lr) whose reconstruction exceeds ``share`` (the
     best one when none does, as in a smoke run)."""
     found = [(lr * _step(p), lr, p) for lr, points in series.items() for p in points
              if p["reconstruction"]["star"]["p"] > share]
     if not found:
-        return best(series, "reconstruction", "star")
+        from text2image.recipes import pivotal as PV
+
+        return PV.best(dict(series), "reconstruction", "star")
     _, lr, point = min(found, key=lambda f: f[0])
     return {"lr": lr, "step": _step(point), "point": point}
 
@@ -386,8 +381,8 @@ def shown_models(best: Mapping, local: Mapping) -> dict:
     from text2image.recipes import pivotal as PV
 
     effect = locality_effect(local)
-    in_context = {"lr": effect["lr"], "steps": effect["steps"], "locality": PV.LOCALITY,
-                  "contexts": PV.CONTEXTS[PV.profiles.current()]}
+    in_context = {"lr": effect["lr"], "steps": effect["steps"],
+                  **PV.locality_options("contexts", PV.profiles.current())}
     return {"initial": {"step": 0}, "pivot": {}, "lora": {"lora": dict(best)}, "context": {"lora": in_context}}
 
 

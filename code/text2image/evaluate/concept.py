@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from text2image.evaluate import benchmark as B
 from text2image.evaluate import clip as clip_eval
 from text2image.evaluate import intervals, verdicts
+from text2image.methods import textual_inversion as TI
 from text2image.models import latent as L
 from text2image.world import captions as C
 from text2image.world import concept, oracle
@@ -192,9 +193,7 @@ def state_shells(text_encoder, tokenizer, captions: Sequence[str], position: int
     """:func:`shells` of the text encoder's states at token ``position`` (the star's place in "a small red
     <star>", after the beginning token) and at the end token, over the ``captions`` long enough to have one, with
     :func:`layer_norm_radius`."""
-    enc = tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=False,
-                    return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    ids, mask = TI.text_ids(tokenizer, captions)
     keep = mask.sum(1) > position + 1  # a word at the position, not the end token
     ids, mask = ids[keep], mask[keep]
     device = text_encoder.device

@@ -274,9 +274,7 @@ def _swap(text: str, word: str, other: str) -> str:
 def _locality(unet, objective: str, scheduler, latents, between, mask, generator) -> torch.Tensor:
     """PTI's locality term, at the states half-way between the word and its class word: the adapted UNet's
     prediction held to the base UNet's (its adapters switched off), on the same noised latents."""
-    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype).to(latents.device)
-    index = torch.randint(0, D.TRAIN_STEPS, (latents.shape[0],), generator=generator)
-    x_t, timestep, _ = D.noised(objective, scheduler, latents, noise, index)
+    x_t, timestep, _ = D.draw_noised(objective, scheduler, latents, generator)
     with torch.no_grad():
         unet.disable_adapters()
         try:
@@ -337,8 +335,9 @@ def tune(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages | None
         texts = list(contexts) or examples.captions(token)
         if any(token not in t.split() for t in texts):
             raise LoRAError(f"every context prompt must hold the word {token!r}, the pivot it is held around")
-        word_ids, word_mask = (t.to(device) for t in TI.text_ids(pipe, texts))
-        anchor_ids, anchor_mask = (t.to(device) for t in TI.text_ids(pipe, [_swap(t, token, anchor) for t in texts]))
+        word_ids, word_mask = (t.to(device) for t in TI.text_ids(pipe.tokenizer, texts))
+        swapped = [_swap(t, token, anchor) for t in texts]
+        anchor_ids, anchor_mask = (t.to(device) for t in TI.text_ids(pipe.tokenizer, swapped))
         if not torch.equal(anchor_mask, word_mask):
             raise LoRAError(f"the class word {anchor!r} is not one token, as {token!r} is: choose a word of the "
                             f"vocabulary")
@@ -423,13 +422,8 @@ def load(pipe: P.LatentDiffusionPipeline, path: str | Path, adapter_name: str = 
     file = weights_file(path)
     _, metadata = read(file)
     if check_base:
-        recorded, found = metadata.get(BASE_KEY), base_digest(unet)
-        if recorded is None:
-            raise LoRAError(f"{file}: records no base model, so nothing says it fits this one; pass "
-                            f"check_base=False to load it anyway")
-        if recorded != found:
-            raise LoRAError(f"{file}: trained on another base model (UNet {recorded}, this pipeline's is "
-                            f"{found}); tune the adapter again on this model")
+        paths.check_made_for(file, metadata, BASE_KEY, base_digest(unet), "UNet", "trained",
+                             "tune the adapter again on this model", LoRAError)
     if adapter_name in getattr(unet, "peft_config", {}):
         raise LoRAError(f"the UNet already holds an adapter named {adapter_name!r}: delete it first "
                         f"(pipe.delete_adapters({adapter_name!r})) or load this one under another name")

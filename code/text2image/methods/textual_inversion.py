@@ -192,9 +192,9 @@ def concept_latents(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptIm
     return vae.encode(images).latent_dist.mode() * pipe.scaling_factor
 
 
-def text_ids(pipe: P.LatentDiffusionPipeline, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and masks of ``texts`` by the pipeline's tokenizer (learned words included)."""
-    tokenizer = pipe.tokenizer
+def text_ids(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and masks of ``texts`` by a pipeline's tokenizer (learned words included), padded as its text
+    encoder reads them."""
     enc = tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=False,
                     return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
@@ -203,7 +203,7 @@ def text_ids(pipe: P.LatentDiffusionPipeline, texts: Sequence[str]) -> tuple[tor
 def concept_text(pipe: P.LatentDiffusionPipeline, examples: concept.ConceptImages,
                  placeholder: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and masks of the examples' captions, "a <size> <colour> <placeholder>"."""
-    return text_ids(pipe, examples.captions(placeholder))
+    return text_ids(pipe.tokenizer, examples.captions(placeholder))
 
 
 def _states(encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -217,14 +217,11 @@ def concept_loss(pipe: P.LatentDiffusionPipeline, latents: torch.Tensor, ids: to
     """The diffusion loss on fixed noises and time steps (``draws`` of each example, from ``seed``): the
     training loss without its sampling noise, what the history follows."""
     device = pipe.denoiser.device
-    generator = torch.Generator().manual_seed(seed)
-    x0 = latents.repeat(draws, 1, 1, 1)
-    noise = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
-    index = torch.randint(0, D.TRAIN_STEPS, (x0.shape[0],), generator=generator)
+    x0 = latents.to(device).repeat(draws, 1, 1, 1)
     ids, mask = ids.to(device).repeat(draws, 1), mask.to(device).repeat(draws, 1)
-    x_t, timestep, target = D.noised(pipe.objective, D.training_scheduler(pipe.objective), x0, noise, index)
-    prediction = L.predict(pipe.denoiser, x_t, timestep, _states(pipe.text_encoder, ids, mask), mask)
-    return float(torch.nn.functional.mse_loss(prediction, target))
+    states = _states(pipe.text_encoder, ids, mask)
+    return float(D.denoising_loss(lambda x_t, t: L.predict(pipe.denoiser, x_t, t, states, mask), pipe.objective,
+                                  D.training_scheduler(pipe.objective), x0, torch.Generator().manual_seed(seed)))
 
 
 # ----------------------------------------------------------------------------- how far AdamW can go
@@ -302,21 +299,32 @@ def _entry(step: int, losses: list[float], eval_loss: float, row: torch.Tensor, 
             "steps_lr": step * lr, "bound": bound, "row": row.tolist()}
 
 
+def entry_at(inversion: "Inversion", step: int) -> dict:
+    """The history's entry at a logged ``step`` (its distance, ``steps x lr``, row...)."""
+    for entry in inversion.history:
+        if entry["step"] == step:
+            return entry
+    raise InversionError(f"step {step} is not in the history; the logged steps are "
+                         f"{', '.join(str(e['step']) for e in inversion.history)}")
+
+
 def row_at(inversion: "Inversion", step: int) -> torch.Tensor:
     """The word's row (width,) float32 at a logged ``step`` of its history: a point of the path the inversion
     walked, to draw from as if it had stopped there."""
-    for entry in inversion.history:
-        if entry["step"] == step:
-            return torch.tensor(entry["row"], dtype=torch.float32)
-    raise InversionError(f"step {step} is not in the history; the logged steps are "
-                         f"{', '.join(str(e['step']) for e in inversion.history)}")
+    return torch.tensor(entry_at(inversion, step)["row"], dtype=torch.float32)
+
+
+def check_learned(pipe: P.LatentDiffusionPipeline, token: str) -> str:
+    """``token`` if it is a word learned (or loaded) in ``pipe``."""
+    if token not in pipe.tokenizer.added_tokens_encoder:
+        raise InversionError(f"{token!r} is not a learned word of this pipeline: learn it (invert) or load it first")
+    return token
 
 
 @torch.no_grad()
 def set_row(pipe: P.LatentDiffusionPipeline, token: str, row: torch.Tensor) -> None:
     """Write ``row`` as ``token``'s input embedding in ``pipe``'s text encoder (a learned word only)."""
-    if token not in pipe.tokenizer.added_tokens_encoder:
-        raise InversionError(f"{token!r} is not a learned word of this pipeline: learn it (invert) or load it first")
+    check_learned(pipe, token)
     weight = pipe.text_encoder.get_input_embeddings().weight
     weight[pipe.tokenizer.convert_tokens_to_ids(token)] = row.to(weight.device, weight.dtype)
 
@@ -409,13 +417,8 @@ def load(pipe: P.LatentDiffusionPipeline, path: str | Path, token: str | None = 
     file = weights_file(path)
     tensors, metadata = read(file)
     if check_base:
-        recorded, found = metadata.get(BASE_KEY), base_digest(pipe.tokenizer, pipe.text_encoder)
-        if recorded is None:
-            raise InversionError(f"{file}: records no base model, so nothing says it fits this one; pass "
-                                 f"check_base=False to load it anyway")
-        if recorded != found:
-            raise InversionError(f"{file}: learned on another base model (text encoder {recorded}, this "
-                                 f"pipeline's is {found}); learn the word again on this model")
+        paths.check_made_for(file, metadata, BASE_KEY, base_digest(pipe.tokenizer, pipe.text_encoder),
+                             "text encoder", "learned", "learn the word again on this model", InversionError)
     word = token or (next(iter(tensors)) if len(tensors) == 1 else None)
     if word is not None and word in pipe.tokenizer.get_vocab():
         raise InversionError(f"{word!r} is already a word of this pipeline's tokenizer; load it into a fresh "
@@ -428,6 +431,5 @@ def sample(pipe: P.LatentDiffusionPipeline, prompts: Sequence[str], seed: int = 
            sampling: P.Sampling | None = None, token: str = PLACEHOLDER) -> np.ndarray:
     """uint8 images (P, 32, 32, 3) of ``prompts`` written with the learned ``token`` (e.g. the texts of
     :func:`~text2image.world.concept.relation_prompts`), as the benchmark's generator draws them."""
-    if token not in pipe.tokenizer.added_tokens_encoder:
-        raise InversionError(f"{token!r} is not a learned word of this pipeline: learn it (invert) or load it first")
+    check_learned(pipe, token)
     return P.Generator(pipe, sampling)(list(prompts), seed)

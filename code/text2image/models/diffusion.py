@@ -157,19 +157,26 @@ def noised(objective: str, scheduler, x0: torch.Tensor, noise: torch.Tensor,
     return (1 - s) * x0 + s * noise, timestep, noise - x0
 
 
-def denoising_loss(predict, objective: str, scheduler, x0: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """The mean squared error of ``predict(x_t, timestep)`` (noise or velocity) at a random time step per
-    sample: the loss of every denoiser of the book, on pixels here and on latents in
-    :mod:`text2image.models.latent`. With a (CPU) ``generator`` the noise and the time steps are drawn from
-    it, the global generator untouched: a method that owns its randomness (textual inversion) repeats itself."""
+def draw_noised(objective: str, scheduler, x0: torch.Tensor,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`noised` at a noise and a time step drawn for each sample. With a (CPU) ``generator`` both are
+    drawn from it, the global generator untouched: a method that owns its randomness (textual inversion)
+    repeats itself."""
     if generator is None:
         noise = torch.randn_like(x0)
         index = torch.randint(0, TRAIN_STEPS, (x0.shape[0],))
     else:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         index = torch.randint(0, TRAIN_STEPS, (x0.shape[0],), generator=generator)
-    x_t, timestep, target = noised(objective, scheduler, x0, noise, index)
+    return noised(objective, scheduler, x0, noise, index)
+
+
+def denoising_loss(predict, objective: str, scheduler, x0: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """The mean squared error of ``predict(x_t, timestep)`` (noise or velocity) at a random time step per
+    sample (:func:`draw_noised`): the loss of every denoiser of the book, on pixels here and on latents in
+    :mod:`text2image.models.latent`."""
+    x_t, timestep, target = draw_noised(objective, scheduler, x0, generator)
     return F.mse_loss(predict(x_t, timestep), target)
 
 

@@ -318,8 +318,8 @@ def inversion_measures(step: int, name: str = BASE, profile: str | None = None, 
     ``options`` (:func:`settings`), with its distance from the initial word and ``steps x lr`` there."""
     profile = profiles.check(profile) if profile else profiles.current()
     pipe, inversion, folder = _pivot(name, profile, settings(profile, **options))
-    entry = next((e for e in inversion.history if e["step"] == step), None)
-    row = TI.row_at(inversion, step)  # the error that names the logged steps when there is no entry
+    entry = TI.entry_at(inversion, step)
+    row = torch.tensor(entry["row"], dtype=torch.float32)
     key = _measure_key(profile, "inversion", folder=folder and folder.name, step=step)
 
     def compute():
@@ -361,6 +361,12 @@ LORA_SWEEP = {"smoke": {1e-2: (4, 8)},
                       3e-3: (350, 1000, 3000)}}
 LORA_SWEEP["gpu"] = LORA_SWEEP["cpu"]
 LOCALITY = 1.0  # the locality term's weight against the diffusion loss
+
+
+def inversions(name: str = BASE, profile: str | None = None) -> dict[float, TI.Inversion]:
+    """``{lr: the word learned at that rate}`` for the rates of the profile's sweep, each learned once."""
+    profile = profiles.check(profile) if profile else profiles.current()
+    return {lr: textual_inversion(name, lr=lr, profile=profile)[1] for lr in INVERSION_SWEEP[profile]["rates"]}
 
 
 def inversion_sweep(name: str = BASE, profile: str | None = None) -> dict[float, list[dict]]:
@@ -415,12 +421,18 @@ def adapter_bytes(name: str = BASE, profile: str | None = None, inversion: dict 
         return adapter.save(temp).stat().st_size
 
 
+def best(series: dict[float, list[dict]], group: str, key: str) -> dict:
+    """The point of a sweep (:func:`inversion_sweep`, :func:`lora_sweep`) with the highest share ``group/key``:
+    its ``lr``, ``step`` (the inversion's step, or the LoRA's budget), ``share`` and the whole ``point``."""
+    lr, point = max(((lr, p) for lr, points in series.items() for p in points), key=lambda lp: lp[1][group][key]["p"])
+    return {"lr": lr, "step": point["step"] if "step" in point else point["steps"], "share": point[group][key],
+            "point": point}
+
+
 def best_lora(name: str = BASE, profile: str | None = None) -> dict:
     """The settings (``lr``, ``steps``) of the LoRA of the sweep whose images hold a star most often."""
-    sweep = lora_sweep(name, profile)
-    lr, point = max(((lr, p) for lr, points in sweep.items() for p in points),
-                    key=lambda lp: lp[1]["reconstruction"]["star"]["p"])
-    return {"lr": lr, "steps": point["steps"]}
+    top = best(lora_sweep(name, profile), "reconstruction", "star")
+    return {"lr": top["lr"], "steps": top["step"]}
 
 
 def run_seconds(name: str = BASE, profile: str | None = None) -> float:
@@ -445,10 +457,14 @@ def locality_sweep(kind: str, name: str = BASE, profile: str | None = None) -> d
     if kind not in LOCALITY_KINDS:
         raise ValueError(f"unknown kind {kind!r}; the kinds are: {', '.join(LOCALITY_KINDS)}")
     profile = profiles.check(profile) if profile else profiles.current()
-    options = {"none": {}, "captions": {"locality": LOCALITY},
-               "contexts": {"locality": LOCALITY, "contexts": CONTEXTS[profile]}}[kind]
-    return {(lr, steps): lora_measures(name, profile, lr=lr, steps=steps, **options)
+    return {(lr, steps): lora_measures(name, profile, lr=lr, steps=steps, **locality_options(kind, profile))
             for lr, steps in LOCALITY_RUNS[profile]}
+
+
+def locality_options(kind: str, profile: str) -> dict:
+    """The LoRA settings of one kind of locality term (:data:`LOCALITY_KINDS`)."""
+    return {"none": {}, "captions": {"locality": LOCALITY},
+            "contexts": {"locality": LOCALITY, "contexts": CONTEXTS[profile]}}[kind]
 
 
 def text_shells(name: str = BASE, profile: str | None = None, captions: int = 2000, position: int = 4) -> dict:
@@ -464,8 +480,8 @@ def all_adapters(name: str = BASE, profile: str | None = None) -> list[tuple[LO.
     """Every LoRA of the chapter (the sweep and the locality runs) with the size of its file, in sweep order."""
     profile = profiles.check(profile) if profile else profiles.current()
     runs = [{"lr": lr, "steps": steps} for lr, budgets in LORA_SWEEP[profile].items() for steps in budgets]
-    runs += [{"lr": lr, "steps": steps, "locality": LOCALITY, **extra} for lr, steps in LOCALITY_RUNS[profile]
-             for extra in ({}, {"contexts": CONTEXTS[profile]})]
+    runs += [{"lr": lr, "steps": steps, **locality_options(kind, profile)} for lr, steps in LOCALITY_RUNS[profile]
+             for kind in LOCALITY_KINDS[1:]]
     out = []
     for run in runs:
         pipe, _, adapter, folder = _around(name, profile, lora_settings(profile, **run), None)
@@ -477,6 +493,6 @@ def all_adapters(name: str = BASE, profile: str | None = None) -> list[tuple[LO.
 def sweep_seconds(name: str = BASE, profile: str | None = None) -> float:
     """What learning every word and every LoRA of the chapter took (the seconds their histories record)."""
     profile = profiles.check(profile) if profile else profiles.current()
-    words = [textual_inversion(name, lr=lr, profile=profile)[1] for lr in INVERSION_SWEEP[profile]["rates"]]
     adapters = [adapter for adapter, _ in all_adapters(name, profile)]
-    return sum(made.history[-1].get("seconds", float("nan")) for made in (*words, *adapters))
+    return sum(made.history[-1].get("seconds", float("nan"))
+               for made in (*inversions(name, profile).values(), *adapters))
