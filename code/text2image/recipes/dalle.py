@@ -580,8 +580,8 @@ def best(results: Sequence[tuple[Any, dict]], category: str = "overall") -> Any:
 
 
 # Candidates per prompt of the reranked variants on the whole benchmark: at the cpu size, 8 (33,600 guided draws
-# per model, about half an hour on one thread), where the rerank curve (which goes to 16 on a part of the set)
-# still gains on every category; the cheaper 4 left colours below 95 % on the whole set.
+# per model: 22 minutes for dalle, 12 for dalle-mini, on one thread), where the rerank curve (which goes to 16 on
+# a part of the set) still gains on every category; 4 left colours below 95 % on the whole set.
 FINAL_CANDIDATES = {"smoke": 2, "cpu": 8, "gpu": 16}
 
 
