@@ -1,9 +1,14 @@
 """Evaluation, one module per kind of measurement, shared by every chapter.
 
 ``verdicts``: the oracle's GenEval-style verdicts on one image against one
-prompt, and their summary; ``reconstruction``: what the autoencoders keep of a
-scene; ``clip``: zero-shot, ranking, retrieval, probes and geometry of a CLIP;
-``concept``: how a learned concept is drawn and still obeys (pivotal tuning).
+prompt; ``benchmark``: the fixed, versioned prompt set every text-to-image
+model is judged on, with its ``references`` rows (world, retrieval, random),
+its ``frechet`` distance and ``intervals`` (Wilson 95 %); ``readings``: the same
+images read by colour alone; ``monitor``: the ``val`` watch of a training;
+``reconstruction``: what the autoencoders keep of a scene; ``clip``: zero-shot,
+ranking, retrieval, probes and geometry of a CLIP; ``grounding``: where each
+word's attention falls (TokenCompose); ``concept``: how a learned concept is
+drawn and still obeys (pivotal tuning).
 These modules may import the world, the models, the pipelines and methods,
-and the recipes' registry (to cache a measurement next to its checkpoint).
+and the recipes (to cache a measurement next to its checkpoint), nothing above.
 """
