@@ -265,13 +265,12 @@ INLINE = '''\
 ```{python}
 from IPython.display import Markdown
 from text2image import lang
-s = "3\\u202f072 nombres"
 md = Markdown("1\\u202f000")
 t = lang.integer(3072, "fr")
 empty = ""
 ```
 
-A `{python} s` B `{python} md` C `{python} t` D `{python} 'a_b'` E `{python} empty` F `{python} 6 * 7`.
+B `{python} md` C `{python} t` D `{python} 'a_b'` E `{python} empty` F `{python} 6 * 7`.
 '''
 
 
@@ -280,10 +279,35 @@ def test_inline_values_show_what_quarto_shows(tmp_path, capsys):
     code, _, err = run(root, capsys, langs=["fr"], render=True)
     assert code == 0, err
     page = (root / "build/smoke/preview/fr/v.html").read_text()
-    text = re.sub(r"<[^>]+>", "", page[page.index("A 3"):page.index(" F 42") + 5])
-    # a str goes through its repr, then Markdown escaping: the page shows 3\\u202f072, as Quarto's did;
-    # Markdown objects and lang.Text show the narrow no-break space itself
-    assert text == "A 3\\\\u202f072 nombres B 1\u202f000 C 3\u202f072 D a_b E {python} empty F 42"
+    text = re.sub(r"<[^>]+>", "", page[page.index("B 1"):page.index(" F 42") + 5])
+    # Markdown objects and lang.Text show the narrow no-break space itself; a str without escapes its text
+    assert text == "B 1\u202f000 C 3\u202f072 D a_b E {python} empty F 42"
+
+
+# A str whose repr escapes something (a narrow no-break space, a newline, a backslash) reads differently on
+# Quarto's page; one that needs no escape (D above) is fine.
+REPR = '''\
+# Valeurs {#sec-values}
+
+```{python}
+s = "3\\u202f072 nombres"
+```
+
+Ligne sans valeur.
+
+A `{python} s` B `{python} "x\\ny"` C `{python} "ok"`.
+'''
+
+
+def test_a_str_that_quarto_would_show_through_its_repr_fails_the_render_naming_its_line(tmp_path, capsys):
+    root = write_book(tmp_path, {"fr": {"v": REPR}, "en": {"v": REPR}})
+    code, _, err = run(root, capsys, langs=["fr"])
+    assert code == 1
+    lines = [line for line in err.splitlines() if "inline" in line]
+    assert len(lines) == 2, err
+    assert lines[0].startswith("error: book/fr/v.qmd:9: inline `{python} s` is a str that Quarto shows through "
+                               "its repr, as 3\\u202f072 nombres: return text2image.lang.Text")
+    assert "`{python} \"x\\ny\"`" in lines[1] and "as x\\ny:" in lines[1]
 
 
 STDERR = '''\

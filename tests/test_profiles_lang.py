@@ -92,6 +92,18 @@ def test_a_label_colon_and_a_listing_follow_each_language():
     assert isinstance(lang.listing(["a", "b"], "en"), lang.Text)
 
 
+def test_a_series_of_numbers_keeps_its_no_break_spaces_on_the_page():
+    """The French series once went through str.join, a plain str, and Quarto showed 3,0\\u202f; 1,6."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from text2image.book import inline
+
+    fr = lang.series([lang.number(3.04, 1, "fr"), lang.number(1.6, 1, "fr")], "fr")
+    assert fr == "3,0\u202f; 1,6" and lang.series(["3.0", "1.6"], "en") == "3.0, 1.6"
+    data, _ = DisplayFormatter().format(fr)
+    assert inline.markdown({"data": data}) == "3,0\u202f; 1,6"
+
+
 
 def test_powers_of_ten_are_written_with_superscripts_in_both_editions(monkeypatch):
     for edition in ("fr", "en"):

@@ -95,3 +95,10 @@ def listing(words, lang: str | None = None) -> str:
         return Text("".join(words))
     last = " et " if (lang or current()) == "fr" else " and "
     return Text(", ".join(words[:-1]) + last + words[-1])
+
+
+def series(values, lang: str | None = None) -> str:
+    """Numbers one after another: ``3,0 ; 1,6 ; 0,5`` in French, where the decimal comma cannot also
+    separate them (narrow no-break space before the semicolon), and ``3.0, 1.6, 0.5`` in English."""
+    separator = f"{NNBSP}; " if (lang or current()) == "fr" else ", "
+    return Text(separator.join(str(v) for v in values))

@@ -186,12 +186,12 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
                     status = "executed"
                     nb = execute(doc, qmd.to_notebook(doc), cwd=chapter.folder, env=env, root=root,
                                  timeout=CELL_TIMEOUT[profile], fig_options=fig_options)
-                    pngs = _checked_figures(doc, nb, root, fig_options)  # before saving: a bad chapter is not frozen
+                    pngs = _checked_outputs(doc, nb, root, fig_options)  # before saving: a bad chapter is not frozen
                     if RUNNING.stopping.is_set():
                         raise Interrupted(chapter.path)
                     freeze.save(root, profile, lang, chapter.name, key, nb, time.perf_counter() - t0, count)
                 else:
-                    pngs = _checked_figures(doc, nb, root, fig_options)
+                    pngs = _checked_outputs(doc, nb, root, fig_options)
             except BaseException:
                 failed.set()
                 raise
@@ -213,9 +213,10 @@ def run(profile: str, langs: Iterable[str] = ("fr", "en"), chapters: Iterable[st
     return report
 
 
-def _checked_figures(doc, nb, root: Path, fig_options: dict) -> dict[str, bytes]:
+def _checked_outputs(doc, nb, root: Path, fig_options: dict) -> dict[str, bytes]:
     pngs = checks.figures(doc, nb, root)
     checks.check_figure_text(doc, nb, root, fig_options.get("fig-dpi", 96))
+    checks.check_inline_text(doc, nb, root)
     return pngs
 
 

@@ -2,17 +2,21 @@
 
 Static checks (labels, references, fr/en parity) run on every chapter before any
 kernel starts, so a typo fails in a second rather than after an hour of
-training. The output check runs after execution: a ``fig-`` cell must draw
-exactly one image, the one the book's ``figures/`` folder keeps.
+training. The output checks run after execution: a ``fig-`` cell must draw
+exactly one image, the one the book's ``figures/`` folder keeps, with text a
+reader can read, and no inline value may reach the page through a ``str``'s
+repr.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import difflib
 import re
 from pathlib import Path
 
+from text2image.book import inline
 from text2image.book.errors import BookError, where
 from text2image.book.qmd import Document
 
@@ -515,5 +519,41 @@ def check_figure_text(doc: Document, nb, root: Path, book_dpi: float) -> None:
                 f"({item['smallest_text']!r}, {item['smallest_pt']:g} pt at {item['dpi']:g} dpi{shrunk}) shows at "
                 f"{item['on_page']:.1f} pt, under the book's {plots.MIN_TEXT_PT:g} pt: make the figure narrower "
                 f"or that text larger (plots.py)")
+    if problems:
+        raise BookError("\n".join(problems))
+
+
+def check_inline_text(doc: Document, nb, root: Path) -> None:
+    """No inline value reaches the page as anything but the string it stands for.
+
+    Quarto writes a value with no ``text/markdown`` form from its ``text/plain``
+    repr with the quotes stripped (:mod:`.inline`), so a ``str`` holding a
+    narrow no-break space, a newline or a backslash shows its escape
+    (``3\\u202f072``). The runner's preview shows the same escape; this check
+    fails the render on it, in every profile, rather than publish it. One line
+    per expression, naming its file and line.
+    """
+    problems = []
+    for cell, node in zip(doc.cells, nb.cells):
+        if cell.kind != "markdown" or not cell.inline:
+            continue
+        results = inline.results(node)
+        for item in cell.inline:
+            data = (results.get(item.expr) or {}).get("data") or {}
+            if "text/plain" not in data or any(m in data for m in inline.HTML_PRIORITY[:-1]):
+                continue  # Markdown, HTML or an image: shown as the value says
+            plain = data["text/plain"]
+            plain = "".join(plain) if isinstance(plain, list) else str(plain)
+            if len(plain) < 2 or plain[0] != plain[-1] or plain[0] not in "'\"":
+                continue  # not a str's repr
+            try:
+                value = ast.literal_eval(plain)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(value, str) and value != plain[1:-1]:
+                problems.append(
+                    f"{where(doc.path, item.line, root)}: inline `{{python}} {item.expr}` is a str that Quarto "
+                    f"shows through its repr, as {plain[1:-1]}: return text2image.lang.Text or "
+                    f"IPython.display.Markdown")
     if problems:
         raise BookError("\n".join(problems))
