@@ -370,6 +370,19 @@ def test_the_real_book_follows_quartos_book_layout():
     assert not list((REPO / "book").glob("*/index.qmd"))
 
 
+def test_the_preface_points_to_every_written_chapter_and_calls_none_of_them_forthcoming():
+    """The plan of the book once called two written chapters "forthcoming": each is now named by its label."""
+    proj = project.load(REPO)
+    docs = build.parse_editions(proj)
+    for lang, later in (("fr", "à venir"), ("en", "forthcoming")):
+        home, *chapters = docs[lang]
+        cited = {ref.name for ref in home.references}
+        written = [doc.labels[0].name for doc in chapters if doc.path.stem not in ("glossary", "references")]
+        assert [name for name in written if name not in cited] == []
+        lines = home.raw.splitlines()
+        assert [ref.name for ref in home.references if later in lines[ref.line - 1].replace("\u00a0", " ")] == []
+
+
 # ---- issue 14 (13) and issue 15: images, alt text, parity beyond code, citations --------------------
 
 import re  # noqa: E402
