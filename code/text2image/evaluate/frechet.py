@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from text2image import checkpoints, recipes
 from text2image.models import clip as M
@@ -47,6 +46,10 @@ def clip_features(profile: str) -> tuple[Features, str]:
 
 def distance(features: Callable, a: np.ndarray, b: np.ndarray, batch: int = 512) -> float:
     """The Fréchet distance between the features of two sets of uint8 images (N, H, W, 3)."""
+    # Imported here: torchmetrics takes 2 s to import, and a chapter that reads its
+    # distances from the cache (every chapter re-rendered from shipped checkpoints) never computes one.
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=features, normalize=False)
     for images, real in ((a, True), (b, False)):
         for start in range(0, len(images), batch):
