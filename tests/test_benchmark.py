@@ -1,6 +1,8 @@
 """The text-to-image benchmark: its intervals, its fixed prompt set, its cache, its errors, its reference rows."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,15 +209,12 @@ def test_frechet_distance_is_zero_on_the_same_images_and_grows_with_a_shift():
     assert same == pytest.approx(0.0, abs=1e-4) and near < far
 
 
-
 def test_the_benchmark_imports_torchmetrics_only_to_compute_a_distance():
     """torchmetrics took 2.3 s of the 9 s that every chapter importing the benchmark spent on imports."""
-    import subprocess
-    import sys
-
     code = "import sys, text2image.evaluate.benchmark, text2image.charts.benchmark; print('torchmetrics' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "False"
+
 
 def test_registered_references_and_an_unknown_name():
     B.generator("world", "smoke")
